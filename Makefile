@@ -1,0 +1,45 @@
+# hilbench: `make demo` runs the main job on a simulated bench; `make test` runs every test.
+# Both install what they need first (Debian: apt-get as root).
+
+GO       ?= go
+GINKGO   := $(shell $(GO) env GOPATH)/bin/ginkgo
+GINKGO_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
+BIN      := bin/hil
+OUT      := hil-out
+
+.PHONY: all deps build demo test vet specs bench clean
+
+all: build
+
+# System packages the simulator and the independent judges need, and the ginkgo CLI.
+deps:
+	@./scripts/deps.sh
+	@test -x $(GINKGO) || $(GO) install github.com/onsi/ginkgo/v2/ginkgo@$(GINKGO_VERSION)
+
+build:
+	$(GO) build -o $(BIN) ./cmd/hil
+
+# The main job on a simulated bench: provision, verify, reboot, factory reset, verify again.
+demo: deps build
+	@./scripts/demo.sh $(BIN) $(OUT)/demo
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# Every test: unit tests with the race detector, then the specs again as parallel Ginkgo processes.
+test: deps vet
+	$(GO) test -race -count=1 ./...
+	$(GINKGO) -p --race --output-dir=$(OUT)/specs-parallel ./specs -- --out=$(CURDIR)/$(OUT)/specs-parallel
+
+specs: deps
+	$(GINKGO) -v ./specs
+
+# Benchmarks: figures for the closing notes (never timed assertions in tests).
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./harness/... ./targets/...
+	./scripts/bench-issuance.sh
+	./scripts/bench-cycle.sh $(BIN)
+
+clean:
+	rm -rf bin $(OUT)

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"hilbench/harness/report"
+	"hilbench/targets/acs/sim"
+	"hilbench/targets/acs/simbench"
+)
+
+func lastReport(t *testing.T, out, command string) *report.Report {
+	t.Helper()
+	runs, err := filepath.Glob(filepath.Join(out, "runs", "*-"+command, "report.json"))
+	if err != nil || len(runs) == 0 {
+		t.Fatalf("no %s report under %s", command, out)
+	}
+	data, err := os.ReadFile(runs[len(runs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report.Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+func outcome(t *testing.T, r *report.Report, target string) *report.Outcome {
+	t.Helper()
+	for _, o := range r.Outcomes {
+		if o.Target == target {
+			return o
+		}
+	}
+	t.Fatalf("no outcome for %s in %s report", target, r.Command)
+	return nil
+}
+
+// One faulty device fails at its step; the other carries on and passes; the exit is non-zero.
+func TestProvisionAllOneDeviceFails(t *testing.T) {
+	sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 2, BootDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	bad, _ := sb.Device("dut2")
+	if err := bad.SetFault(sim.FaultSetCertReject, true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var stdout, stderr bytes.Buffer
+	err = run(ctx, []string{"provision", "--bench", sb.BenchFile, "--all"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 targets failed") {
+		t.Fatalf("provision --all: err = %v, want 1 of 2 failed\n%s", err, stdout.String())
+	}
+	rep := lastReport(t, sb.Bench.Output, "provision")
+	if o := outcome(t, rep, "dut1"); !o.Passed || o.Facts["sha256"] == "" {
+		t.Errorf("dut1: %+v, want passed with a fingerprint", o)
+	}
+	if o := outcome(t, rep, "dut2"); o.Passed || o.Step != "set_cert" {
+		t.Errorf("dut2: %+v, want failed at set_cert", o)
+	}
+	for _, want := range []string{"TARGET", "dut1", "PASS", "dut2", "FAIL", "set_cert", "1 passed, 1 failed"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	// The record of dut1's identity is kept; dut2's issued chain is kept but marked incomplete.
+	var rec record
+	data, err := os.ReadFile(filepath.Join(sb.Bench.Output, "devices", "dut1", "record.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil || !rec.Complete || len(rec.BarcodePublicKey) != 80 {
+		t.Errorf("dut1 record: %+v (%v)", rec, err)
+	}
+	data, err = os.ReadFile(filepath.Join(sb.Bench.Output, "devices", "dut2", "record.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil || rec.Complete {
+		t.Errorf("dut2 record: %+v (%v), want incomplete", rec, err)
+	}
+
+	// Verify with reboot and factory reset: dut1's identity survives; dut2 has none.
+	stdout.Reset()
+	err = run(ctx, []string{"verify", "--bench", sb.BenchFile, "--all", "--reboot", "--factory-reset"}, &stdout, &stderr)
+	if err == nil {
+		t.Fatalf("verify passed with an unprovisioned dut2:\n%s", stdout.String())
+	}
+	rep = lastReport(t, sb.Bench.Output, "verify")
+	if o := outcome(t, rep, "dut1"); !o.Passed || o.Facts["survived"] != "reboot,factory-reset" || o.Facts["record"] != "matched" {
+		t.Errorf("dut1 verify: %+v", o)
+	}
+	if o := outcome(t, rep, "dut2"); o.Passed {
+		t.Errorf("dut2 verify passed without a chain: %+v", o)
+	}
+
+	// Provisioning dut1 again is refused and signs nothing.
+	stdout.Reset()
+	err = run(ctx, []string{"provision", "--bench", sb.BenchFile, "--target", "dut1"}, &stdout, &stderr)
+	if err == nil {
+		t.Fatal("a provisioned device was provisioned again")
+	}
+	if o := outcome(t, lastReport(t, sb.Bench.Output, "provision"), "dut1"); o.Step != "check-provisioned" || !strings.Contains(o.Error, "already holds") {
+		t.Errorf("re-provision: %+v", o)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, args := range [][]string{
+		nil,
+		{"frobnicate"},
+		{"provision"},
+		{"provision", "--bench", "x.yaml"},
+		{"provision", "--bench", "x.yaml", "--all", "--target", "dut1"},
+		{"dak"},
+		{"sim", "-n", "0"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(ctx, args, &out, &errOut); !errors.Is(err, errUsage) {
+			t.Errorf("hil %v: err = %v, want a usage error", args, err)
+		}
+	}
+}
+
+func TestBenchFileErrorsNameTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lab.yaml")
+	if err := os.WriteFile(path, []byte("signer:\n  type: softdak\ntargets:\n  - nme: dut1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"provision", "--bench", path, "--all"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "lab.yaml:4") {
+		t.Fatalf("err = %v, want one naming lab.yaml:4", err)
+	}
+}

@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Values the bench file accepts for its enumerations.
+const (
+	SignerSoftDAK = "softdak"
+
+	FamilyACS = "acs"
+
+	PowerCommand = "command"
+	PowerSim     = "sim"
+	PowerUSBHub  = "usb-hub"
+)
+
+// Defaults applied by Load. Other optional fields stay at their zero value
+// and the driver that uses them applies its own default.
+const (
+	DefaultOutput       = "hil-out" // next to the bench file
+	DefaultExtensions   = "req_ext" // seed 002: -extensions req_ext
+	DefaultValidityDays = 1825      // seed 002: -days 1825
+	MaxValidityDays     = 36500
+	DefaultBaud         = 115200
+	DefaultDataBits     = 8
+)
+
+var (
+	signerTypes = []string{SignerSoftDAK}
+	// Signer types a later release adds; named so the error can say "not
+	// yet" rather than "unknown".
+	futureSignerTypes = []string{"yubikey", "agent"}
+	families          = []string{FamilyACS}
+	futureFamilies    = []string{"ack"}
+	powerTypes        = []string{PowerCommand, PowerSim, PowerUSBHub}
+	parities          = []string{"none", "even", "odd", "mark", "space"}
+	stopBits          = []string{"1", "1.5", "2"}
+	acsCommands       = []string{"key_gen", "get_csr", "set_cert", "get_chain", "reboot", "factory_reset", "digest"}
+)
+
+// ACSCommands returns the keys an acs.commands mapping may override, in
+// the order of the provisioning cycle.
+func ACSCommands() []string { return slices.Clone(acsCommands) }
+
+// Bench is a validated bench file.
+type Bench struct {
+	// Path is the absolute path of the file the bench was read from; empty
+	// for a bench built in code. Marshal writes paths relative to it.
+	Path    string
+	Signer  SignerConfig
+	Profile ProfileConfig
+	// Output is the absolute directory for records and logs.
+	Output  string
+	Targets []Target
+}
+
+// SignerConfig selects and configures the DAK. Paths are absolute.
+type SignerConfig struct {
+	Type          string // SignerSoftDAK
+	Key           string // softdak: dak_private_key.pem
+	Certificate   string // softdak: dak-certificate.pem
+	Intermediates []string
+	Roots         []string // trust anchors for verifying issued chains
+}
+
+// ProfileConfig names the product profile and how to apply it.
+type ProfileConfig struct {
+	DeviceConf      string // absolute path of device.conf
+	Extensions      string // section of device.conf; default "req_ext"
+	DeviceTypeField string // DN field holding the device type id, if checked
+	PerDeviceFields []string
+	ValidityDays    int // default 1825
+}
+
+// Target is one device on the bench.
+type Target struct {
+	Name    string
+	Family  string // FamilyACS
+	Console Console
+	Power   *Power      // nil: no power control
+	ACS     *ACSOptions // nil: driver defaults
+}
+
+// Console says how to reach a target's console: exactly one of Port and
+// USB is set.
+type Console struct {
+	Port     string
+	USB      *USBID
+	Baud     int    // default 115200
+	DataBits int    // default 8
+	Parity   string // "" means the driver's default (none)
+	StopBits string // "1", "1.5", "2"; "" means the driver's default (1)
+	Reopen   time.Duration
+}
+
+// USBID finds a serial adapter by USB identity. VID and PID are four
+// lower-case hex digits.
+type USBID struct {
+	VID    string
+	PID    string
+	Serial string // optional; needed when several identical adapters are attached
+}
+
+// Power is a target's power controller.
+type Power struct {
+	Type string // PowerCommand, PowerSim or PowerUSBHub
+	// usb-hub
+	Hub  string // hub location, e.g. "1-1.4"
+	Port int    // 1-based port on that hub
+	// command: templates run by the power package
+	On    string
+	Off   string
+	Cycle string // optional; off then on if empty
+}
+
+// ACSOptions overrides the acs driver's defaults; zero values mean "use
+// the default".
+type ACSOptions struct {
+	Prompt         string // regexp
+	DataDir        string // absolute path on the device
+	BootTimeout    time.Duration
+	CommandTimeout time.Duration
+	// Commands replaces the shell command for an operation; keys are
+	// ACSCommands().
+	Commands map[string]string
+}
+
+// ErrUnknownTarget is returned by Bench.Target for a name not in the bench.
+var ErrUnknownTarget = errors.New("no such target")
+
+// Load reads and validates the bench file at path.
+func Load(path string) (*Bench, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading bench file: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates a bench file's contents. name is used in error messages
+// and relative paths are resolved against filepath.Dir(name). Every problem
+// found is reported in the returned Errors.
+func Parse(name string, data []byte) (*Bench, error) {
+	p, err := newParser(name)
+	if err != nil {
+		return nil, err
+	}
+	b := p.parse(data)
+	if len(p.errs) > 0 {
+		return nil, p.errs.sorted()
+	}
+	return b, nil
+}
+
+// Target returns the target called name, or an error matching
+// ErrUnknownTarget that lists the names there are.
+func (b *Bench) Target(name string) (*Target, error) {
+	for i := range b.Targets {
+		if b.Targets[i].Name == name {
+			return &b.Targets[i], nil
+		}
+	}
+	names := make([]string, len(b.Targets))
+	for i, t := range b.Targets {
+		names[i] = t.Name
+	}
+	where := "bench"
+	if b.Path != "" {
+		where = "bench " + b.Path
+	}
+	return nil, fmt.Errorf("%w %q in %s (targets: %s)", ErrUnknownTarget, name, where, strings.Join(names, ", "))
+}

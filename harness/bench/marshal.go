@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The on-disk shape, for encoding only: Parse walks nodes itself.
+type fileBench struct {
+	Signer  fileSigner   `yaml:"signer"`
+	Profile fileProfile  `yaml:"profile"`
+	Output  string       `yaml:"output,omitempty"`
+	Targets []fileTarget `yaml:"targets"`
+}
+
+type fileSigner struct {
+	Type          string   `yaml:"type"`
+	Key           string   `yaml:"key,omitempty"`
+	Certificate   string   `yaml:"certificate,omitempty"`
+	Intermediates []string `yaml:"intermediates,omitempty"`
+	Roots         []string `yaml:"roots,omitempty"`
+}
+
+type fileProfile struct {
+	DeviceConf      string   `yaml:"device_conf"`
+	Extensions      string   `yaml:"extensions,omitempty"`
+	DeviceTypeField string   `yaml:"device_type_field,omitempty"`
+	PerDeviceFields []string `yaml:"per_device_fields,omitempty"`
+	ValidityDays    int      `yaml:"validity_days,omitempty"`
+}
+
+type fileTarget struct {
+	Name    string      `yaml:"name"`
+	Family  string      `yaml:"family"`
+	Console fileConsole `yaml:"console"`
+	Power   *filePower  `yaml:"power,omitempty"`
+	ACS     *fileACS    `yaml:"acs,omitempty"`
+}
+
+type fileConsole struct {
+	Port     string   `yaml:"port,omitempty"`
+	USB      *fileUSB `yaml:"usb,omitempty"`
+	Baud     int      `yaml:"baud,omitempty"`
+	DataBits int      `yaml:"data_bits,omitempty"`
+	Parity   string   `yaml:"parity,omitempty"`
+	StopBits string   `yaml:"stop_bits,omitempty"`
+	Reopen   string   `yaml:"reopen,omitempty"`
+}
+
+type fileUSB struct {
+	VID    string `yaml:"vid"`
+	PID    string `yaml:"pid"`
+	Serial string `yaml:"serial,omitempty"`
+}
+
+type filePower struct {
+	Type  string `yaml:"type"`
+	Hub   string `yaml:"hub,omitempty"`
+	Port  int    `yaml:"port,omitempty"`
+	On    string `yaml:"on,omitempty"`
+	Off   string `yaml:"off,omitempty"`
+	Cycle string `yaml:"cycle,omitempty"`
+}
+
+type fileACS struct {
+	Prompt         string            `yaml:"prompt,omitempty"`
+	DataDir        string            `yaml:"data_dir,omitempty"`
+	BootTimeout    string            `yaml:"boot_timeout,omitempty"`
+	CommandTimeout string            `yaml:"command_timeout,omitempty"`
+	Commands       map[string]string `yaml:"commands,omitempty"`
+}
+
+// Marshal encodes the bench as YAML. Paths inside the directory of b.Path
+// are written relative to it, others absolute, so the file can move with
+// the files it references.
+func (b *Bench) Marshal() ([]byte, error) {
+	dir := ""
+	if b.Path != "" {
+		dir = filepath.Dir(b.Path)
+	}
+	return b.marshal(dir)
+}
+
+// Write writes the bench to path, with paths relative to path's directory
+// where they lie inside it. It first checks that Load(path) would accept
+// the result (referenced files must exist) and writes nothing otherwise.
+// The file is replaced atomically; b itself is not changed.
+func (b *Bench) Write(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("writing bench %s: %w", path, err)
+	}
+	data, err := b.marshal(filepath.Dir(abs))
+	if err != nil {
+		return fmt.Errorf("writing bench %s: %w", path, err)
+	}
+	if _, err := Parse(path, data); err != nil {
+		return fmt.Errorf("writing bench %s: it would not load:\n%w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(abs), "."+filepath.Base(abs)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing bench %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing bench %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing bench %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing bench %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), abs); err != nil {
+		return fmt.Errorf("writing bench %s: %w", path, err)
+	}
+	return nil
+}
+
+func (b *Bench) marshal(dir string) ([]byte, error) {
+	rel := func(p string) string { return relativeTo(dir, p) }
+	rels := func(ps []string) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, rel(p))
+		}
+		return out
+	}
+	fb := fileBench{
+		Signer: fileSigner{
+			Type:          b.Signer.Type,
+			Key:           rel(b.Signer.Key),
+			Certificate:   rel(b.Signer.Certificate),
+			Intermediates: rels(b.Signer.Intermediates),
+			Roots:         rels(b.Signer.Roots),
+		},
+		Profile: fileProfile{
+			DeviceConf:      rel(b.Profile.DeviceConf),
+			Extensions:      b.Profile.Extensions,
+			DeviceTypeField: b.Profile.DeviceTypeField,
+			PerDeviceFields: b.Profile.PerDeviceFields,
+			ValidityDays:    b.Profile.ValidityDays,
+		},
+		Output: rel(b.Output),
+	}
+	for _, t := range b.Targets {
+		ft := fileTarget{
+			Name:   t.Name,
+			Family: t.Family,
+			Console: fileConsole{
+				Port:     t.Console.Port,
+				Baud:     t.Console.Baud,
+				DataBits: t.Console.DataBits,
+				Parity:   t.Console.Parity,
+				StopBits: t.Console.StopBits,
+				Reopen:   durationString(t.Console.Reopen),
+			},
+		}
+		if u := t.Console.USB; u != nil {
+			ft.Console.USB = &fileUSB{VID: u.VID, PID: u.PID, Serial: u.Serial}
+		}
+		if pw := t.Power; pw != nil {
+			ft.Power = &filePower{Type: pw.Type, Hub: pw.Hub, Port: pw.Port, On: pw.On, Off: pw.Off, Cycle: pw.Cycle}
+		}
+		if a := t.ACS; a != nil {
+			ft.ACS = &fileACS{
+				Prompt:         a.Prompt,
+				DataDir:        a.DataDir,
+				BootTimeout:    durationString(a.BootTimeout),
+				CommandTimeout: durationString(a.CommandTimeout),
+				Commands:       a.Commands,
+			}
+		}
+		fb.Targets = append(fb.Targets, ft)
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&fb); err != nil {
+		return nil, fmt.Errorf("encoding bench: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encoding bench: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func durationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// relativeTo returns p relative to dir if p lies inside dir, else p.
+func relativeTo(dir, p string) string {
+	if dir == "" || p == "" || !filepath.IsAbs(p) {
+		return p
+	}
+	r, err := filepath.Rel(dir, p)
+	if err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+		return p
+	}
+	return r
+}

@@ -1,0 +1,759 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// parser collects every problem in one bench file.
+type parser struct {
+	file string // name for messages, as the caller gave it
+	dir  string // absolute directory relative paths resolve against
+	abs  string // absolute path of the file
+	errs Errors
+}
+
+func newParser(name string) (*parser, error) {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return nil, fmt.Errorf("bench file %s: %w", name, err)
+	}
+	return &parser{file: name, dir: filepath.Dir(abs), abs: abs}, nil
+}
+
+func (p *parser) add(line int, field string, kind, cause error, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...), Kind: kind, Err: cause})
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (p *parser) parse(data []byte) *Bench {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.add(0, "", ErrSyntax, nil, "empty bench file")
+			return nil
+		}
+		p.syntaxError(err, data)
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		p.add(extra.Line, "", ErrSyntax, nil, "more than one YAML document; a bench file holds one")
+	} else if !errors.Is(err, io.EOF) {
+		p.syntaxError(err, data)
+	}
+	if len(doc.Content) == 0 {
+		p.add(0, "", ErrSyntax, nil, "empty bench file")
+		return nil
+	}
+	return p.bench(doc.Content[0])
+}
+
+// syntaxError turns yaml.v3's "yaml: line N: msg" into "file:N: msg".
+func (p *parser) syntaxError(err error, data []byte) {
+	msg := err.Error()
+	line := 0
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	// yaml.v3 prints a 0-based line for parser errors and for the tab
+	// error: the line before the one the problem is on.
+	if line > 0 && (yamlParserProblems[msg] || strings.HasPrefix(msg, "found a tab character")) {
+		line++
+	}
+	if k, ok := locate(data, max(line, 1), msg); ok {
+		line = k
+	}
+	switch {
+	case strings.Contains(msg, "tab character"):
+		msg += " (YAML does not allow tabs for indentation)"
+	case msg == "did not find expected key" || msg == "did not find expected '-' indicator":
+		msg += " (check the indentation of this line)"
+	}
+	p.add(line, "", ErrSyntax, err, "%s", msg)
+}
+
+// locate finds the line a syntax error is on. For parser errors yaml.v3
+// reports where the enclosing block starts, which may be many lines above
+// the mistake. The mistake is on the first line, at or after that start,
+// where the file cut after that line fails with the same message.
+// Bench files are small and this runs only on error, so parsing each
+// prefix is cheap enough.
+func locate(data []byte, from int, msg string) (int, bool) {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for k := from; k <= len(lines); k++ {
+		err := parseAll(bytes.Join(lines[:k], nil))
+		if err != nil && strings.HasSuffix(err.Error(), ": "+msg) {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// parseAll parses every document in data and returns the first error.
+func parseAll(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// yamlParserProblems are the messages of yaml.v3's parser (parserc.go), as
+// opposed to its scanner.
+var yamlParserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+}
+
+// resolve follows aliases (*anchor) to the node they stand for.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe says what a node is, for "want X, got Y" messages.
+func describe(n *yaml.Node) string {
+	switch {
+	case isNull(n):
+		return "nothing"
+	case n.Kind == yaml.MappingNode:
+		return "a mapping"
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	default:
+		return strconv.Quote(n.Value)
+	}
+}
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+// fields is a validated mapping: unknown and duplicate keys are already
+// reported; lookups report type errors against the field's path.
+type fields struct {
+	p    *parser
+	path string
+	line int
+	keys map[string]*yaml.Node
+	vals map[string]*yaml.Node
+	// suggested holds field names offered for a misspelt key; required
+	// does not report them missing again, one problem being one error.
+	suggested map[string]bool
+}
+
+// mapping checks that n is a mapping whose keys are all in known. It
+// returns nil (after reporting) if n is not a mapping, and nil without a
+// report if n is absent or null.
+func (p *parser) mapping(n *yaml.Node, path string, known []string) *fields {
+	return p.mappingAt(n, 0, path, known)
+}
+
+// mappingAt is mapping, reporting missing fields on line at (the line of
+// the key that holds the mapping) rather than on the mapping's first key.
+func (p *parser) mappingAt(n *yaml.Node, at int, path string, known []string) *fields {
+	n = resolve(n)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		p.add(n.Line, path, ErrType, nil, "want a mapping, got %s", describe(n))
+		return nil
+	}
+	if at == 0 {
+		at = n.Line
+	}
+	f := &fields{p: p, path: path, line: at, keys: map[string]*yaml.Node{}, vals: map[string]*yaml.Node{}, suggested: map[string]bool{}}
+	p.collect(f, n, known, false)
+	return f
+}
+
+// collect adds n's pairs to f. Keys given explicitly win over keys brought
+// in by a `<<` merge, and earlier merges win over later ones (YAML merge
+// key spec).
+func (p *parser) collect(f *fields, n *yaml.Node, known []string, merged bool) {
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			p.add(k.Line, f.path, ErrType, nil, "want a field name, got %s", describe(k))
+			continue
+		}
+		name := k.Value
+		if first, dup := f.keys[name]; dup {
+			if !merged {
+				p.add(k.Line, f.path, ErrDuplicate, nil, "field %q given twice (first on line %d)", name, first.Line)
+			}
+			continue
+		}
+		if !slices.Contains(known, name) {
+			if s := suggest(name, known); s != "" {
+				f.suggested[s] = true
+				p.add(k.Line, f.path, ErrUnknownField, nil, "unknown field %q (did you mean %q?)", name, s)
+			} else {
+				p.add(k.Line, f.path, ErrUnknownField, nil, "unknown field %q (known: %s)", name, strings.Join(known, ", "))
+			}
+			continue
+		}
+		f.keys[name] = k
+		f.vals[name] = v
+	}
+	for _, m := range merges {
+		m = resolve(m)
+		var srcs []*yaml.Node
+		switch {
+		case m.Kind == yaml.MappingNode:
+			srcs = []*yaml.Node{m}
+		case m.Kind == yaml.SequenceNode:
+			for _, s := range m.Content {
+				srcs = append(srcs, resolve(s))
+			}
+		}
+		for _, s := range srcs {
+			if s == nil || s.Kind != yaml.MappingNode {
+				p.add(m.Line, f.path, ErrType, nil, "<< merges a mapping or a list of mappings, got %s", describe(s))
+				continue
+			}
+			p.collect(f, s, known, true)
+		}
+	}
+}
+
+// sub reads a field that holds a mapping; nil if absent or not a mapping.
+func (f *fields) sub(name string, known []string) *fields {
+	v := f.get(name)
+	if v == nil {
+		return nil
+	}
+	return f.p.mappingAt(v, f.keys[name].Line, join(f.path, name), known)
+}
+
+// get returns the value of a field, or nil if it is absent or null.
+func (f *fields) get(name string) *yaml.Node {
+	if f == nil {
+		return nil
+	}
+	v := resolve(f.vals[name])
+	if isNull(v) {
+		return nil
+	}
+	return v
+}
+
+func (f *fields) has(name string) bool { return f.get(name) != nil }
+
+// required returns the field's value or reports it missing.
+func (f *fields) required(name string) *yaml.Node {
+	if v := f.get(name); v != nil {
+		return v
+	}
+	if k, ok := f.keys[name]; ok {
+		f.p.add(k.Line, join(f.path, name), ErrMissingField, nil, "missing value")
+	} else if !f.suggested[name] {
+		f.p.add(f.line, f.path, ErrMissingField, nil, "missing required field %q", name)
+	}
+	return nil
+}
+
+// scalar reports and returns false if v is not a scalar.
+func (f *fields) scalar(v *yaml.Node, path, want string) bool {
+	if v.Kind != yaml.ScalarNode {
+		f.p.add(v.Line, path, ErrType, nil, "want %s, got %s", want, describe(v))
+		return false
+	}
+	return true
+}
+
+// str reads an optional string field; any scalar is taken as written.
+func (f *fields) str(name string) (string, *yaml.Node) {
+	v := f.get(name)
+	if v == nil || !f.scalar(v, join(f.path, name), "a string") {
+		return "", nil
+	}
+	return v.Value, v
+}
+
+// reqStr reads a required, non-empty string field.
+func (f *fields) reqStr(name string) (string, *yaml.Node) {
+	if f.required(name) == nil {
+		return "", nil
+	}
+	s, v := f.str(name)
+	if v != nil && s == "" {
+		f.p.add(v.Line, join(f.path, name), ErrInvalid, nil, "must not be empty")
+		return "", nil
+	}
+	return s, v
+}
+
+// int reads an optional integer field, checking lo <= value <= hi.
+func (f *fields) int(name string, def, lo, hi int) int {
+	v := f.get(name)
+	if v == nil {
+		return def
+	}
+	path := join(f.path, name)
+	if !f.scalar(v, path, "an integer") {
+		return def
+	}
+	var i int
+	if v.ShortTag() != "!!int" || v.Decode(&i) != nil {
+		f.p.add(v.Line, path, ErrType, nil, "want an integer, got %q", v.Value)
+		return def
+	}
+	if i < lo || i > hi {
+		f.p.add(v.Line, path, ErrInvalid, nil, "%d is out of range %d..%d", i, lo, hi)
+		return def
+	}
+	return i
+}
+
+// duration reads an optional positive duration such as "10s".
+func (f *fields) duration(name string) time.Duration {
+	s, v := f.str(name)
+	if v == nil {
+		return 0
+	}
+	path := join(f.path, name)
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		f.p.add(v.Line, path, ErrType, err, "want a duration like \"10s\" or \"1m30s\", got %q", s)
+		return 0
+	}
+	if d <= 0 {
+		f.p.add(v.Line, path, ErrInvalid, nil, "must be positive, got %q", s)
+		return 0
+	}
+	return d
+}
+
+// enum reads an optional string field that must be one of allowed.
+func (f *fields) enum(name string, allowed []string) string {
+	s, v := f.str(name)
+	if v == nil {
+		return ""
+	}
+	if !slices.Contains(allowed, s) {
+		f.p.add(v.Line, join(f.path, name), ErrInvalid, nil, "%q is not one of %s", s, strings.Join(allowed, ", "))
+		return ""
+	}
+	return s
+}
+
+// strList reads an optional list of non-empty strings; nil if empty.
+func (f *fields) strList(name string) ([]string, []*yaml.Node) {
+	v := f.get(name)
+	if v == nil {
+		return nil, nil
+	}
+	path := join(f.path, name)
+	if v.Kind != yaml.SequenceNode {
+		f.p.add(v.Line, path, ErrType, nil, "want a list, got %s", describe(v))
+		return nil, nil
+	}
+	var out []string
+	var nodes []*yaml.Node
+	for i, item := range v.Content {
+		item = resolve(item)
+		ipath := index(path, i)
+		if isNull(item) || !f.scalar(item, ipath, "a string") {
+			if isNull(item) {
+				f.p.add(item.Line, ipath, ErrInvalid, nil, "empty list item")
+			}
+			continue
+		}
+		if item.Value == "" {
+			f.p.add(item.Line, ipath, ErrInvalid, nil, "must not be empty")
+			continue
+		}
+		out = append(out, item.Value)
+		nodes = append(nodes, item)
+	}
+	return out, nodes
+}
+
+// path resolves a file reference against the bench file's directory.
+func (p *parser) path(s string) string {
+	if s == "" || filepath.IsAbs(s) {
+		return s
+	}
+	return filepath.Join(p.dir, s)
+}
+
+// existingFile resolves a reference to a file that must exist now.
+func (p *parser) existingFile(v *yaml.Node, path, s string) string {
+	if v == nil {
+		return ""
+	}
+	abs := p.path(s)
+	fi, err := os.Stat(abs)
+	where := strconv.Quote(s)
+	if abs != s {
+		where += " (" + abs + ")"
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		p.add(v.Line, path, ErrMissingFile, fs.ErrNotExist, "file %s does not exist", where)
+	case err != nil:
+		p.add(v.Line, path, ErrMissingFile, err, "file %s: %v", where, err)
+	case fi.IsDir():
+		p.add(v.Line, path, ErrMissingFile, nil, "%s is a directory, want a file", where)
+	}
+	return abs
+}
+
+func (p *parser) bench(root *yaml.Node) *Bench {
+	root = resolve(root)
+	if root.Kind != yaml.MappingNode {
+		p.add(root.Line, "", ErrType, nil, "want a mapping with signer, profile and targets at the top level, got %s", describe(root))
+		return nil
+	}
+	f := p.mapping(root, "", []string{"signer", "profile", "output", "targets"})
+	b := &Bench{Path: p.abs}
+	b.Signer = p.signer(f)
+	b.Profile = p.profile(f)
+
+	b.Output = p.path(DefaultOutput)
+	if s, v := f.str("output"); v != nil {
+		if s == "" {
+			p.add(v.Line, "output", ErrInvalid, nil, "must not be empty")
+		}
+		b.Output = p.path(s)
+	}
+	b.Targets = p.targets(f)
+	return b
+}
+
+func (p *parser) signer(top *fields) SignerConfig {
+	var c SignerConfig
+	top.required("signer")
+	f := top.sub("signer", []string{"type", "key", "certificate", "intermediates", "roots"})
+	if f == nil {
+		return c
+	}
+	typ, tv := f.reqStr("type")
+	switch {
+	case tv == nil:
+	case slices.Contains(signerTypes, typ):
+		c.Type = typ
+	case slices.Contains(futureSignerTypes, typ):
+		p.add(tv.Line, "signer.type", ErrInvalid, nil, "signer type %q is not supported yet (supported: %s)", typ, strings.Join(signerTypes, ", "))
+	default:
+		p.add(tv.Line, "signer.type", ErrInvalid, nil, "unknown signer type %q (supported: %s)", typ, strings.Join(signerTypes, ", "))
+	}
+	if c.Type == SignerSoftDAK {
+		s, v := f.reqStr("key")
+		c.Key = p.existingFile(v, "signer.key", s)
+		s, v = f.reqStr("certificate")
+		c.Certificate = p.existingFile(v, "signer.certificate", s)
+	}
+	c.Intermediates = p.fileList(f, "intermediates")
+	c.Roots = p.fileList(f, "roots")
+	return c
+}
+
+func (p *parser) fileList(f *fields, name string) []string {
+	list, nodes := f.strList(name)
+	var out []string
+	for i, s := range list {
+		out = append(out, p.existingFile(nodes[i], index(join(f.path, name), i), s))
+	}
+	return out
+}
+
+func (p *parser) profile(top *fields) ProfileConfig {
+	c := ProfileConfig{Extensions: DefaultExtensions, ValidityDays: DefaultValidityDays}
+	top.required("profile")
+	f := top.sub("profile", []string{"device_conf", "extensions", "device_type_field", "per_device_fields", "validity_days"})
+	if f == nil {
+		return c
+	}
+	s, v := f.reqStr("device_conf")
+	c.DeviceConf = p.existingFile(v, "profile.device_conf", s)
+	if s, v := f.str("extensions"); v != nil {
+		if s == "" {
+			p.add(v.Line, "profile.extensions", ErrInvalid, nil, "must not be empty (leave it out for %q)", DefaultExtensions)
+		} else {
+			c.Extensions = s
+		}
+	}
+	c.DeviceTypeField, _ = f.str("device_type_field")
+	fieldsList, nodes := f.strList("per_device_fields")
+	for i, s := range fieldsList {
+		if j := slices.Index(fieldsList[:i], s); j >= 0 {
+			p.add(nodes[i].Line, index("profile.per_device_fields", i), ErrDuplicate, nil, "%q is listed twice (also per_device_fields[%d])", s, j)
+		}
+	}
+	c.PerDeviceFields = fieldsList
+	c.ValidityDays = f.int("validity_days", DefaultValidityDays, 1, MaxValidityDays)
+	return c
+}
+
+var targetName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+func (p *parser) targets(top *fields) []Target {
+	v := top.required("targets")
+	if v == nil {
+		return nil
+	}
+	if v.Kind != yaml.SequenceNode {
+		p.add(v.Line, "targets", ErrType, nil, "want a list of targets, got %s", describe(v))
+		return nil
+	}
+	if len(v.Content) == 0 {
+		p.add(v.Line, "targets", ErrInvalid, nil, "want at least one target")
+		return nil
+	}
+	var out []Target
+	names := map[string]string{}    // name -> path of the target that has it
+	consoles := map[string]string{} // console identity -> path
+	for i, item := range v.Content {
+		path := index("targets", i)
+		item = resolve(item)
+		if isNull(item) {
+			p.add(item.Line, path, ErrType, nil, "want a mapping, got nothing")
+			continue
+		}
+		f := p.mapping(item, path, []string{"name", "family", "console", "power", "acs"})
+		if f == nil {
+			continue
+		}
+		var t Target
+		if name, nv := f.reqStr("name"); nv != nil {
+			switch {
+			case !targetName.MatchString(name) || name == "." || name == "..":
+				p.add(nv.Line, path+".name", ErrInvalid, nil, "%q: use only letters, digits, '_', '.' and '-' (it names output files)", name)
+			case names[name] != "":
+				p.add(nv.Line, path+".name", ErrDuplicate, nil, "duplicate target name %q (also %s)", name, names[name])
+			default:
+				names[name] = path
+			}
+			t.Name = name
+		}
+		if fam, fv := f.reqStr("family"); fv != nil {
+			switch {
+			case slices.Contains(families, fam):
+				t.Family = fam
+			case slices.Contains(futureFamilies, fam):
+				p.add(fv.Line, path+".family", ErrInvalid, nil, "family %q is not supported yet (supported: %s)", fam, strings.Join(families, ", "))
+			default:
+				p.add(fv.Line, path+".family", ErrInvalid, nil, "unknown family %q (supported: %s)", fam, strings.Join(families, ", "))
+			}
+		}
+		t.Console = p.console(f, path, consoles)
+		t.Power = p.power(f, path)
+		t.ACS = p.acs(f, path, t.Family)
+		out = append(out, t)
+	}
+	return out
+}
+
+var hex4 = regexp.MustCompile(`^[0-9A-Fa-f]{4}$`)
+
+func (p *parser) console(top *fields, tpath string, seen map[string]string) Console {
+	c := Console{Baud: DefaultBaud, DataBits: DefaultDataBits}
+	path := tpath + ".console"
+	top.required("console")
+	f := top.sub("console", []string{"port", "usb", "baud", "data_bits", "parity", "stop_bits", "reopen"})
+	if f == nil {
+		return c
+	}
+	var id string // what identifies the console, to catch two targets on one port
+	var idLine int
+	switch {
+	case f.has("port") && f.has("usb"):
+		p.add(f.keys["usb"].Line, path, ErrInvalid, nil, "set either \"port\" or \"usb\", not both")
+	case !f.has("port") && !f.has("usb"):
+		if !f.suggested["port"] && !f.suggested["usb"] {
+			p.add(f.line, path, ErrMissingField, nil, "missing \"port\" or \"usb\" (one of them says where the console is)")
+		}
+	case f.has("port"):
+		if s, v := f.reqStr("port"); v != nil {
+			c.Port = s
+			id, idLine = "port "+strconv.Quote(s), v.Line
+		}
+	default:
+		c.USB = p.usb(f.sub("usb", []string{"vid", "pid", "serial"}))
+		if c.USB != nil {
+			id = fmt.Sprintf("usb %s:%s serial %q", c.USB.VID, c.USB.PID, c.USB.Serial)
+			idLine = f.get("usb").Line
+		}
+	}
+	if id != "" {
+		if other, dup := seen[id]; dup {
+			p.add(idLine, path, ErrDuplicate, nil, "%s is already the console of %s", id, other)
+		} else {
+			seen[id] = tpath
+		}
+	}
+	c.Baud = f.int("baud", DefaultBaud, 1, 1<<31-1)
+	c.DataBits = f.int("data_bits", DefaultDataBits, 5, 8)
+	c.Parity = f.enum("parity", parities)
+	c.StopBits = f.enum("stop_bits", stopBits)
+	c.Reopen = f.duration("reopen")
+	return c
+}
+
+func (p *parser) usb(f *fields) *USBID {
+	if f == nil {
+		return nil
+	}
+	id := &USBID{}
+	ok := true
+	for _, x := range []struct {
+		name string
+		dst  *string
+	}{{"vid", &id.VID}, {"pid", &id.PID}} {
+		s, v := f.reqStr(x.name)
+		if v == nil {
+			ok = false
+			continue
+		}
+		// Accept 0x0403 as well; unquoted 0403 arrives as written because
+		// the parser keeps the scalar's text.
+		h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+		if !hex4.MatchString(h) {
+			p.add(v.Line, join(f.path, x.name), ErrInvalid, nil, "want 4 hex digits like \"0403\", got %q", s)
+			ok = false
+			continue
+		}
+		*x.dst = strings.ToLower(h)
+	}
+	id.Serial, _ = f.str("serial")
+	if !ok {
+		return nil
+	}
+	return id
+}
+
+func (p *parser) power(top *fields, tpath string) *Power {
+	path := tpath + ".power"
+	f := top.sub("power", []string{"type", "hub", "port", "on", "off", "cycle"})
+	if f == nil {
+		return nil
+	}
+	pw := &Power{}
+	typ, tv := f.reqStr("type")
+	if tv != nil && !slices.Contains(powerTypes, typ) {
+		p.add(tv.Line, path+".type", ErrInvalid, nil, "unknown power type %q (supported: %s)", typ, strings.Join(powerTypes, ", "))
+		return pw
+	}
+	pw.Type = typ
+	// Fields of the other types are mistakes, not harmless extras: a
+	// "hub" under type command would silently do nothing.
+	belongs := map[string]string{"hub": PowerUSBHub, "port": PowerUSBHub, "on": PowerCommand, "off": PowerCommand, "cycle": PowerCommand}
+	for _, name := range []string{"hub", "port", "on", "off", "cycle"} {
+		if k, ok := f.keys[name]; ok && typ != "" && belongs[name] != typ {
+			p.add(k.Line, join(path, name), ErrInvalid, nil, "only valid for power type %s", belongs[name])
+		}
+	}
+	switch typ {
+	case PowerUSBHub:
+		pw.Hub, _ = f.reqStr("hub")
+		if f.required("port") != nil {
+			pw.Port = f.int("port", 0, 1, 255)
+		}
+	case PowerCommand:
+		pw.On, _ = f.reqStr("on")
+		pw.Off, _ = f.reqStr("off")
+		pw.Cycle, _ = f.str("cycle")
+	}
+	return pw
+}
+
+var dataDir = regexp.MustCompile(`^/[A-Za-z0-9_./-]*$`)
+
+func (p *parser) acs(top *fields, tpath, family string) *ACSOptions {
+	path := tpath + ".acs"
+	n := top.get("acs")
+	if n != nil && family != "" && family != FamilyACS {
+		p.add(n.Line, path, ErrInvalid, nil, "only valid for family acs")
+		return nil
+	}
+	f := top.sub("acs", []string{"prompt", "data_dir", "boot_timeout", "command_timeout", "commands"})
+	if f == nil {
+		return nil
+	}
+	o := &ACSOptions{}
+	if s, v := f.str("prompt"); v != nil {
+		if _, err := regexp.Compile(s); err != nil {
+			p.add(v.Line, path+".prompt", ErrInvalid, err, "not a valid regular expression: %v", err)
+		} else if s == "" {
+			p.add(v.Line, path+".prompt", ErrInvalid, nil, "must not be empty (it would match anywhere)")
+		} else {
+			o.Prompt = s
+		}
+	}
+	if s, v := f.str("data_dir"); v != nil {
+		// The directory goes into shell commands on the device; keep it to
+		// characters no shell treats specially.
+		if !dataDir.MatchString(s) {
+			p.add(v.Line, path+".data_dir", ErrInvalid, nil, "want an absolute device path of letters, digits and _ . / -, got %q", s)
+		} else {
+			o.DataDir = s
+		}
+	}
+	o.BootTimeout = f.duration("boot_timeout")
+	o.CommandTimeout = f.duration("command_timeout")
+	cf := f.sub("commands", acsCommands)
+	for _, name := range acsCommands {
+		if s, v := cf.str(name); v != nil {
+			if strings.TrimSpace(s) == "" {
+				p.add(v.Line, path+".commands."+name, ErrInvalid, nil, "must not be empty")
+				continue
+			}
+			if o.Commands == nil {
+				o.Commands = map[string]string{}
+			}
+			o.Commands[name] = s
+		}
+	}
+	return o
+}

@@ -1,0 +1,26 @@
+// Package link opens serial ports for the harness with go.bug.st/serial and
+// finds them by USB identity.
+//
+// # Concepts
+//
+//   - Config: where the port is (a device path, a stable symlink such as
+//     /dev/serial/by-id/..., or a USB VID/PID/serial) and how to talk to it
+//     (baud, data bits, parity, stop bits). Validate reports the first bad
+//     field by name (*ConfigError).
+//   - Port: an io.ReadWriteCloser over one serial port. Reads poll the driver
+//     with a short read timeout (go.bug.st/serial returns (0, nil) when it
+//     expires) so that a context, Close or a vanished device are noticed
+//     within one tick; Port.Read itself never returns (0, nil).
+//   - Reopen: a USB-serial adapter on the device re-enumerates across a
+//     device reboot, so its node vanishes and comes back, maybe under another
+//     name. With Config.Reopen > 0, Read and Write wait that long for the port
+//     to come back (found again by path or USB identity) instead of failing
+//     with ErrDisconnected.
+//   - Find and Enumerate: USB lookup through go.bug.st/serial/enumerator.
+//     Enumerate is a variable so tests (and machines without a USB bus) can
+//     supply their own list. Find refuses ambiguity and, when nothing matches,
+//     lists what it saw.
+//
+// Errors carry the sentinels ErrNotFound, ErrAmbiguous, ErrBusy,
+// ErrDisconnected and net.ErrClosed (after Close) for errors.Is.
+package link

@@ -1,0 +1,140 @@
+package specs
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"hilbench/harness/console"
+	"hilbench/harness/pki"
+	"hilbench/targets/acs"
+	"hilbench/targets/acs/sim"
+)
+
+// Faults the simulator injects; each must give a clear error naming the step, sign nothing it
+// should not, and leave the device usable for the next attempt.
+var _ = Describe("ACS faults", Ordered, Label("sim"), func() {
+	var (
+		s      *acs.Session
+		dev    *sim.Device
+		signed int
+		opts   acs.Options
+	)
+	counting := func(ctx context.Context, csr []byte) (*pki.Issued, error) {
+		signed++
+		return theStation.Issue(ctx, csr)
+	}
+	// attempt provisions with a fresh driver (a new run) and short timeouts.
+	attempt := func(ctx context.Context) (*pki.Issued, error) {
+		cfg := mustConfig(targetFor(1))
+		cfg.CommandTimeout = 3 * time.Second
+		cfg.BootTimeout = 5 * time.Second
+		return acs.New(s.Console(), cfg).Provision(ctx, counting, opts)
+	}
+	stepOf := func(err error) string {
+		var se *acs.StepError
+		if errors.As(err, &se) {
+			return se.Step
+		}
+		return ""
+	}
+
+	BeforeAll(func(ctx SpecContext) {
+		requireSim()
+		s = openTarget(ctx, 1)
+		var err error
+		dev, err = simulated.Device(targetFor(1).Name)
+		Expect(err).NotTo(HaveOccurred())
+		opts = acs.Options{Roots: theStation.Roots}
+	})
+	BeforeEach(func() { signed = 0 })
+
+	It("names the command and shows the last output when the device falls silent", func(ctx SpecContext) {
+		dev.SetSilent(true)
+		DeferCleanup(dev.SetSilent, false)
+		_, err := attempt(ctx)
+		Expect(err).To(HaveOccurred())
+		Expect(stepOf(err)).To(Equal(acs.StepSync))
+		var te *console.TimeoutError
+		Expect(errors.As(err, &te)).To(BeTrue(), "a timeout error: %v", err)
+		Expect(signed).To(BeZero())
+	}, SpecTimeout(30*time.Second))
+
+	It("refuses a missing CSR and signs nothing", func(ctx SpecContext) {
+		Expect(dev.SetFault(sim.FaultCSRMissing, true)).To(Succeed())
+		DeferCleanup(dev.SetFault, sim.FaultCSRMissing, false)
+		_, err := attempt(ctx)
+		Expect(stepOf(err)).To(Equal(acs.StepCSR), "%v", err)
+		Expect(err.Error()).To(ContainSubstring("no CERTIFICATE REQUEST"))
+		Expect(signed).To(BeZero())
+	}, SpecTimeout(30*time.Second))
+
+	It("refuses a truncated CSR and signs nothing", func(ctx SpecContext) {
+		Expect(dev.SetFault(sim.FaultCSRTruncated, true)).To(Succeed())
+		DeferCleanup(dev.SetFault, sim.FaultCSRTruncated, false)
+		_, err := attempt(ctx)
+		Expect(stepOf(err)).To(Equal(acs.StepCSR), "%v", err)
+		Expect(err.Error()).To(ContainSubstring("truncated"))
+		Expect(signed).To(BeZero())
+	}, SpecTimeout(30*time.Second))
+
+	It("reports set_cert rejected, after signing exactly once", func(ctx SpecContext) {
+		Expect(dev.SetFault(sim.FaultSetCertReject, true)).To(Succeed())
+		DeferCleanup(dev.SetFault, sim.FaultSetCertReject, false)
+		_, err := attempt(ctx)
+		Expect(stepOf(err)).To(Equal(acs.StepSetCert), "%v", err)
+		Expect(err.Error()).To(ContainSubstring("exited with status"))
+		Expect(signed).To(Equal(1))
+	}, SpecTimeout(30*time.Second))
+
+	It("retries a failed set_cert with the chain already issued, never signing twice", func(ctx SpecContext) {
+		Expect(dev.SetFault(sim.FaultSetCertReject, true)).To(Succeed())
+		cfg := mustConfig(targetFor(1))
+		d := acs.New(s.Console(), cfg)
+		first, err := d.Provision(ctx, counting, opts)
+		Expect(stepOf(err)).To(Equal(acs.StepSetCert))
+		Expect(dev.SetFault(sim.FaultSetCertReject, false)).To(Succeed())
+		second, err := d.Provision(ctx, counting, opts)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(signed).To(Equal(1))
+		Expect(second.ChainPEM).To(Equal(first.ChainPEM))
+	}, SpecTimeout(30*time.Second))
+
+	It("survives noise on the line before the prompt", func(ctx SpecContext) {
+		dev.InjectNoise(200)
+		cfg := mustConfig(targetFor(1))
+		cfg.CommandTimeout = 5 * time.Second
+		Expect(acs.New(s.Console(), cfg).Sync(ctx)).To(Succeed())
+		chain, err := s.ReadChain(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pki.VerifyChain(chain, theStation.Roots, time.Now())).To(Succeed())
+	}, SpecTimeout(30*time.Second))
+
+	It("detects a chain read back different from the one issued", func(ctx SpecContext) {
+		chain, err := s.ReadChain(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		issued := &pki.Issued{Chain: chain, Certificate: chain[0], CSR: &x509.CertificateRequest{PublicKey: chain[0].PublicKey}}
+		Expect(dev.SetFault(sim.FaultChainCorrupt, true)).To(Succeed())
+		DeferCleanup(dev.SetFault, sim.FaultChainCorrupt, false)
+		err = s.Verify(ctx, issued, opts)
+		Expect(stepOf(err)).To(Equal(acs.StepReadBack), "%v", err)
+	}, SpecTimeout(30*time.Second))
+
+	It("fails clearly when the prompt never comes after a reboot", func(ctx SpecContext) {
+		Expect(dev.SetFault(sim.FaultNoPrompt, true)).To(Succeed())
+		cfg := mustConfig(targetFor(1))
+		cfg.BootTimeout = 3 * time.Second
+		err := acs.New(s.Console(), cfg).Reboot(ctx)
+		Expect(stepOf(err)).To(Equal(acs.StepReboot), "%v", err)
+		Expect(err.Error()).To(ContainSubstring("no prompt"))
+		Expect(dev.SetFault(sim.FaultNoPrompt, false)).To(Succeed())
+		dev.Reboot()
+		cfg.BootTimeout = 10 * time.Second
+		cfg.CommandTimeout = 10 * time.Second
+		Expect(acs.New(s.Console(), cfg).Sync(ctx)).To(Succeed(), "the device comes back once its prompt does")
+	}, SpecTimeout(time.Minute))
+})

@@ -1,0 +1,100 @@
+// The hilbench specs. With no arguments they run against a simulated bench each Ginkgo process
+// starts for itself; `ginkgo ./specs -- --bench FILE` runs the same specs on real boards.
+package specs
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/reporters"
+	. "github.com/onsi/gomega"
+
+	"hilbench/harness/bench"
+	"hilbench/harness/station"
+	"hilbench/targets/acs/simbench"
+)
+
+var (
+	benchFile   = flag.String("bench", "", "bench file of real hardware (default: a simulated bench started by the suite)")
+	destructive = flag.Bool("destructive", false, "on hardware, also run specs that change a device's identity or wipe its data")
+	outDir      = flag.String("out", "", "output directory for reports and transcripts (default: ../hil-out/specs)")
+	simDevices  = flag.Int("sim-devices", 2, "simulated devices each Ginkgo process starts")
+)
+
+// The bench this process works on.
+var (
+	theBench   *bench.Bench
+	simulated  *simbench.Bench // nil on hardware
+	theStation *station.Station
+	runOut     string
+)
+
+func TestSpecs(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "hilbench specs")
+}
+
+var _ = BeforeSuite(func() {
+	if *outDir == "" {
+		*outDir = filepath.Join("..", "hil-out", "specs")
+	}
+	runOut = filepath.Join(*outDir, fmt.Sprintf("process-%d", GinkgoParallelProcess()))
+	Expect(os.MkdirAll(runOut, 0o755)).To(Succeed())
+
+	var err error
+	if *benchFile != "" {
+		theBench, err = bench.Load(*benchFile)
+		Expect(err).NotTo(HaveOccurred())
+	} else {
+		simulated, err = simbench.Start(GinkgoT().TempDir(), simbench.Options{Devices: *simDevices, BootDelay: 200 * time.Millisecond})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(simulated.Close)
+		theBench = simulated.Bench
+	}
+	theStation, err = station.Open(theBench, time.Now())
+	Expect(err).NotTo(HaveOccurred())
+})
+
+// JUnit and JSON reports land in the output directory however the suite was started.
+var _ = ReportAfterSuite("reports", func(r Report) {
+	dir := *outDir
+	if dir == "" {
+		dir = filepath.Join("..", "hil-out", "specs")
+	}
+	Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+	Expect(reporters.GenerateJUnitReport(r, filepath.Join(dir, "junit.xml"))).To(Succeed())
+	Expect(reporters.GenerateJSONReport(r, filepath.Join(dir, "report.json"))).To(Succeed())
+})
+
+// onHardware skips specs that need the simulator's hooks.
+func requireSim() {
+	if simulated == nil {
+		Skip("needs the simulated bench (fault injection)")
+	}
+}
+
+// requireDestructive skips, on hardware, specs that change identities or wipe data unless asked.
+func requireDestructive() {
+	if simulated == nil && !*destructive {
+		Skip("changes the device's identity or data: pass --destructive to run it on hardware")
+	}
+}
+
+// targetFor picks the n-th target of this process: on a simulated bench every process has its own
+// devices; on hardware, targets are dealt out across parallel processes.
+func targetFor(n int) *bench.Target {
+	idx := n
+	if simulated == nil {
+		idx = (GinkgoParallelProcess()-1)*1 + n*GinkgoConfiguration().ParallelTotal
+	}
+	if idx >= len(theBench.Targets) {
+		Skip(fmt.Sprintf("the bench has no target #%d for process %d", idx+1, GinkgoParallelProcess()))
+	}
+	return &theBench.Targets[idx]
+}
+

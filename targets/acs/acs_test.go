@@ -1,0 +1,174 @@
+package acs_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"hilbench/harness/console"
+	"hilbench/harness/station"
+	"hilbench/targets/acs"
+	"hilbench/targets/acs/simbench"
+)
+
+// busybox starts a plain `busybox sh -i` on a pty: no simulator, just the shell a device runs, so
+// the driver's command lines are judged by busybox ash itself.
+func busybox(t *testing.T) *console.Console {
+	t.Helper()
+	cmd := exec.Command("/bin/busybox", "sh", "-i")
+	cmd.Env = []string{"PS1=bb# ", "PATH=/bin:/usr/bin", "HOME=/"}
+	f, err := pty.Start(cmd)
+	if err != nil {
+		t.Skipf("no busybox pty: %v", err)
+	}
+	con := console.New(f, console.Options{Name: "busybox", Prompt: regexp.MustCompile(`# $`)})
+	t.Cleanup(func() {
+		con.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		f.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := con.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return con
+}
+
+func TestUploadOnBusybox(t *testing.T) {
+	con := busybox(t)
+	dir := t.TempDir()
+	cmds := acs.DefaultCommands
+	cmds.GetChain = "cat " + filepath.Join(dir, "dut.pem")
+	d := acs.New(con, acs.Config{Name: "dut", DataDir: dir, Commands: cmds})
+
+	// A chain-sized PEM: several printf chunks.
+	data := []byte(strings.Repeat("-----BEGIN CERTIFICATE-----\n"+strings.Repeat("MIIBszCCAVmgAwIBAgIUQ2x1c3RlcmVkIHNlcmlhbCBudW1iZXIgZm9yIHRlc3Q=\n", 9)+"-----END CERTIFICATE-----\n", 3))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.Upload(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "dut.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(data) {
+		t.Fatalf("busybox wrote %d bytes, want the %d sent", len(got), len(data))
+	}
+	raw, err := d.ReadChainPEM(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(raw) != string(data) {
+		t.Errorf("read back %d bytes, want %d", len(raw), len(data))
+	}
+}
+
+func TestUploadDigestMismatch(t *testing.T) {
+	con := busybox(t)
+	cmds := acs.DefaultCommands
+	cmds.Digest = "echo 0000 {path}"
+	d := acs.New(con, acs.Config{Name: "dut", DataDir: t.TempDir(), Commands: cmds})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := d.Upload(ctx, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	var se *acs.StepError
+	if !errors.As(err, &se) || se.Step != acs.StepUpload || !strings.Contains(err.Error(), "SHA-256") {
+		t.Fatalf("err = %v, want an upload digest error", err)
+	}
+}
+
+func TestUploadRefusesUnsafeBytes(t *testing.T) {
+	d := acs.New(nil, acs.Config{Name: "dut"})
+	if err := d.Upload(context.Background(), []byte("it's\n")); err == nil {
+		t.Fatal("a quote in the payload was accepted")
+	}
+}
+
+func TestFailingCommandNamesStatus(t *testing.T) {
+	con := busybox(t)
+	cmds := acs.DefaultCommands
+	cmds.KeyGen = "echo secure element busy >&2; false"
+	cmds.GetChain = "false"
+	d := acs.New(con, acs.Config{Name: "dut", DataDir: t.TempDir(), Commands: cmds, CommandTimeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := d.Provision(ctx, nil, acs.Options{})
+	var se *acs.StepError
+	if !errors.As(err, &se) || se.Step != acs.StepKeyGen || !strings.Contains(err.Error(), "status 1") || !strings.Contains(err.Error(), "secure element busy") {
+		t.Fatalf("err = %v, want key_gen failing with status 1 and the device's message", err)
+	}
+}
+
+func TestCommandOverrides(t *testing.T) {
+	if _, err := acs.DefaultCommands.Override(map[string]string{"get_cert": "x"}); err == nil || !strings.Contains(err.Error(), "get_chain") {
+		t.Errorf("unknown key: err = %v, want one listing the known keys", err)
+	}
+	if _, err := acs.DefaultCommands.Override(map[string]string{"set_cert": "ace set"}); err == nil || !strings.Contains(err.Error(), "{path}") {
+		t.Errorf("set_cert without {path}: err = %v", err)
+	}
+	c, err := acs.DefaultCommands.Override(map[string]string{"factory_reset": "ace sys reset"})
+	if err != nil || c.FactoryReset != "ace sys reset" || c.KeyGen != acs.DefaultCommands.KeyGen {
+		t.Errorf("override: %+v, %v", c, err)
+	}
+}
+
+// simCycle provisions one simulated device (modelling baud when non-zero) and returns the bytes exchanged.
+func simCycle(tb testing.TB, baud int) (time.Duration, console.Stats) {
+	sb, err := simbench.Start(tb.TempDir(), simbench.Options{Devices: 1, Baud: baud, BootDelay: 10 * time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer sb.Close()
+	st, err := station.Open(sb.Bench, time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := acs.Open(ctx, &sb.Bench.Targets[0], "", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Sync(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	before := s.Console().Stats()
+	start := time.Now()
+	if _, err := s.Provision(ctx, st.Issue, acs.Options{Roots: st.Roots}); err != nil {
+		tb.Fatal(err)
+	}
+	el := time.Since(start)
+	after := s.Console().Stats()
+	return el, console.Stats{TxBytes: after.TxBytes - before.TxBytes, RxBytes: after.RxBytes - before.RxBytes}
+}
+
+// BenchmarkProvisionCycle: one full cycle against a simulator without line-rate modelling.
+func BenchmarkProvisionCycle(b *testing.B) {
+	for b.Loop() {
+		simCycle(b, 0)
+	}
+}
+
+// BenchmarkProvisionCycle115200 reports a cycle's wall time against the line-rate bound
+// (bytes exchanged / 11520 B/s) at 115200 baud.
+func BenchmarkProvisionCycle115200(b *testing.B) {
+	for b.Loop() {
+		el, st := simCycle(b, 115200)
+		bound := time.Duration(float64(st.TxBytes+st.RxBytes) / 11520 * float64(time.Second))
+		b.ReportMetric(float64(st.TxBytes+st.RxBytes), "bytes/cycle")
+		b.ReportMetric(bound.Seconds(), "bound-s")
+		b.ReportMetric(el.Seconds()/bound.Seconds(), "x-bound")
+	}
+}

@@ -1,0 +1,126 @@
+package sim
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pacer models one direction of a UART: a byte occupies the line for 10 bit
+// times (8N1), so the next byte cannot start before the previous one ended.
+// Not safe for concurrent use; each direction has its own.
+type pacer struct {
+	byteTime time.Duration // 0: unlimited
+	free     time.Time     // when the line finishes what it has been given
+}
+
+func newPacer(baud int) pacer {
+	if baud <= 0 {
+		return pacer{}
+	}
+	return pacer{byteTime: 10 * time.Second / time.Duration(baud)}
+}
+
+// transmit blocks until n more bytes have crossed the line: the receiver
+// sees a chunk once its last byte has arrived, as with a real UART FIFO.
+func (p *pacer) transmit(n int) {
+	if p.byteTime == 0 {
+		return
+	}
+	now := time.Now()
+	if p.free.Before(now) {
+		p.free = now // the line was idle
+	}
+	p.free = p.free.Add(time.Duration(n) * p.byteTime)
+	time.Sleep(time.Until(p.free))
+}
+
+// chunkSize is how many bytes move at once: about 10 ms of line time, so
+// pacing is smooth without a syscall per byte.
+func chunkSize(baud int) int {
+	if baud <= 0 {
+		return 4096
+	}
+	return max(1, baud/10/100)
+}
+
+// speedCodes maps line rates to termios CBAUD codes.
+var speedCodes = map[int]uint32{
+	1200: unix.B1200, 2400: unix.B2400, 4800: unix.B4800, 9600: unix.B9600,
+	19200: unix.B19200, 38400: unix.B38400, 57600: unix.B57600,
+	115200: unix.B115200, 230400: unix.B230400, 460800: unix.B460800,
+	500000: unix.B500000, 576000: unix.B576000, 921600: unix.B921600,
+	1000000: unix.B1000000, 1152000: unix.B1152000, 1500000: unix.B1500000,
+	2000000: unix.B2000000, 3000000: unix.B3000000, 4000000: unix.B4000000,
+}
+
+// portSpeed reads the line rate the port (slave of pty A) is set to, the
+// way the harness set it with tcsetattr. ok is false if it cannot tell.
+func portSpeed(f *os.File) (baud int, ok bool) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var t *unix.Termios
+	cerr := rc.Control(func(fd uintptr) {
+		t, err = unix.IoctlGetTermios(int(fd), unix.TCGETS2)
+	})
+	if cerr != nil || err != nil {
+		return 0, false
+	}
+	code := t.Cflag & unix.CBAUD
+	if code == unix.BOTHER {
+		return int(t.Ospeed), true
+	}
+	for rate, c := range speedCodes {
+		if c == code {
+			return rate, true
+		}
+	}
+	return 0, false
+}
+
+// makeRaw puts the port into raw mode at the device's line rate. Raw matters:
+// with the default ECHO the pty would loop the device's output back into it
+// before the harness has opened and configured the port.
+func makeRaw(f *os.File, baud int) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("setting raw mode: %w", err)
+	}
+	var ierr error
+	cerr := rc.Control(func(fd uintptr) {
+		t, err := unix.IoctlGetTermios(int(fd), unix.TCGETS2)
+		if err != nil {
+			ierr = err
+			return
+		}
+		// cfmakeraw(3)
+		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+		t.Oflag &^= unix.OPOST
+		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		t.Cflag &^= unix.CSIZE | unix.PARENB
+		t.Cflag |= unix.CS8 | unix.CREAD | unix.CLOCAL
+		t.Cc[unix.VMIN] = 1
+		t.Cc[unix.VTIME] = 0
+		if baud > 0 {
+			t.Cflag &^= unix.CBAUD | (unix.CBAUD << unix.IBSHIFT)
+			if code, ok := speedCodes[baud]; ok {
+				t.Cflag |= code
+			} else {
+				t.Cflag |= unix.BOTHER
+			}
+			t.Ispeed, t.Ospeed = uint32(baud), uint32(baud)
+		}
+		ierr = unix.IoctlSetTermios(int(fd), unix.TCSETS2, t)
+	})
+	if cerr != nil {
+		ierr = cerr
+	}
+	if ierr != nil {
+		return fmt.Errorf("setting raw mode: %w", ierr)
+	}
+	return nil
+}
