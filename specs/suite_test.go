@@ -71,7 +71,7 @@ var _ = ReportAfterSuite("reports", func(r Report) {
 	Expect(reporters.GenerateJSONReport(r, filepath.Join(dir, "report.json"))).To(Succeed())
 })
 
-// onHardware skips specs that need the simulator's hooks.
+// requireSim skips specs that need the simulator's hooks.
 func requireSim() {
 	if simulated == nil {
 		Skip("needs the simulated bench (fault injection)")
@@ -90,7 +90,8 @@ func requireDestructive() {
 func targetFor(n int) *bench.Target {
 	idx := n
 	if simulated == nil {
-		idx = (GinkgoParallelProcess()-1)*1 + n*GinkgoConfiguration().ParallelTotal
+		suite, _ := GinkgoConfiguration()
+		idx = GinkgoParallelProcess() - 1 + n*suite.ParallelTotal
 	}
 	if idx >= len(theBench.Targets) {
 		Skip(fmt.Sprintf("the bench has no target #%d for process %d", idx+1, GinkgoParallelProcess()))

@@ -19,7 +19,7 @@ func cmdDakInit(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "development DAK written (for benches without an Amazon DAK; never for production):")
-	for _, p := range res.Paths {
+	for _, p := range res.Written {
 		fmt.Fprintln(stdout, " ", p)
 	}
 	return nil

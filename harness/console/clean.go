@@ -33,7 +33,7 @@ const (
 // Longest escape sequence taken as one; longer ones are noise.
 const (
 	maxCSI = 32
-	maxOSC = 256
+	maxOSC = 128
 )
 
 // feed appends the cleaned form of in to out.
@@ -81,6 +81,9 @@ func (c *cleaner) byte(out []byte, b byte) []byte {
 		switch {
 		case b == 0x07:
 			c.state = stText
+		case b == '\n': // no real OSC spans lines: this was noise
+			c.state = stText
+			return c.text(out, b)
 		case b == 0x1b:
 			c.state = stOSCEsc
 		default:

@@ -20,6 +20,9 @@ var (
 	// ErrGarbled: the device's answer lacks what the protocol requires
 	// (e.g. Shell's begin marker before its end marker).
 	ErrGarbled = errors.New("console output garbled")
+	// ErrNoStatus: the shell printed its prompt without running the end of
+	// Shell's line, as it does when it cannot parse the command.
+	ErrNoStatus = errors.New("shell gave no exit status")
 )
 
 // TimeoutError reports a wait that hit the context deadline. Command and

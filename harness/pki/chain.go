@@ -119,16 +119,14 @@ func VerifyChain(chain []*x509.Certificate, roots []*x509.Certificate, now time.
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
 	if err != nil {
-		var ua x509.UnknownAuthorityError
+		// Order, signatures, dates and the anchor were checked above, so what
+		// crypto/x509 still refuses is a constraint (CA:FALSE issuer, path
+		// length, key usage); it reports some of those as "unknown authority".
 		var ci x509.CertificateInvalidError
-		switch {
-		case errors.As(err, &ua):
-			return &ChainError{Index: -1, Reason: ErrChainUntrusted, Cause: err}
-		case errors.As(err, &ci) && ci.Reason == x509.Expired:
+		if errors.As(err, &ci) && ci.Reason == x509.Expired {
 			return &ChainError{Index: -1, Reason: ErrChainValidity, Cause: err}
-		default:
-			return &ChainError{Index: -1, Reason: ErrChainConstraints, Cause: err}
 		}
+		return &ChainError{Index: -1, Reason: ErrChainConstraints, Cause: err}
 	}
 	return nil
 }

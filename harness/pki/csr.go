@@ -12,10 +12,7 @@ import (
 	"fmt"
 )
 
-// pemSegment finds the first PEM block at the start of data (after blanks)
-// and returns it with the rest. Unlike pem.Decode it does not skip text
-// before the block, nor a broken block to find a later good one.
-// kind is the sentinel to use for a failure: notPEM, truncated or malformed.
+// pemFailure classifies why pemSegment found no block.
 type pemFailure int
 
 const (
@@ -26,6 +23,10 @@ const (
 	pemBadBody
 )
 
+// pemSegment finds the first PEM block at the start of data (after blanks)
+// and returns it with the rest. Unlike pem.Decode it does not skip text
+// before the block, nor a broken block to find a later good one. On failure
+// it says why, and a detail for people.
 func pemSegment(data []byte) (*pem.Block, []byte, pemFailure, string) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 {
@@ -49,7 +50,9 @@ func pemSegment(data []byte) (*pem.Block, []byte, pemFailure, string) {
 	label = label[:len(label)-5]
 	endMarker := []byte("-----END " + string(label) + "-----")
 	idx := bytes.Index(trimmed, endMarker)
-	if idx < 0 {
+	if next := bytes.Index(trimmed[lineEnd:], []byte("-----BEGIN ")); idx < 0 || (next >= 0 && lineEnd+next < idx) {
+		// No END, or another block starts first: this one was cut short
+		// (pem.Decode would silently skip it and return the next one).
 		return nil, nil, pemTruncated, fmt.Sprintf("%s block has no END line (truncated?)", label)
 	}
 	segEnd := idx + len(endMarker)

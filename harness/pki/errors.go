@@ -106,6 +106,7 @@ func (e *CSRError) Is(target error) bool { return target == ErrCSRRejected }
 var (
 	ErrIssuerConfig     = errors.New("issuer is not configured correctly")
 	ErrDAKKeyMismatch   = errors.New("DAK signer key does not match the DAK certificate")
+	ErrDAKNotValid      = errors.New("DAK certificate is not valid now")
 	ErrIssuerKeyID      = errors.New("profile requires an authority key id but the DAK certificate has no subject key identifier")
 	ErrCSRKeyIsDAK      = errors.New("CSR public key is the DAK's own key")
 	ErrIssuedSignature  = errors.New("issued certificate signature does not verify with the DAK public key")

@@ -15,7 +15,7 @@ import (
 // -extensions req_ext) into extension templates, and the templates into the
 // extensions OpenSSL 3.0's `x509 -req` would write: same order, criticality
 // and DER. Semantics mirror OpenSSL's v3_conf.c, v3_bcons.c, v3_bitst.c,
-// v3_extku.c, v3_skid.c, v3_akid.c, v3_san.c and asn1_gen.c; extensions_test.go
+// v3_extku.c, v3_skid.c, v3_akid.c, v3_san.c and asn1_gen.c; TestIssueExtensionVariants
 // compares the result byte for byte with the real openssl.
 
 type extKind int
@@ -96,7 +96,6 @@ func (e *Extension) buildAKID(ctx *buildContext) ([]byte, error) {
 // extParser parses one extension section entry.
 type extParser struct {
 	conf    *confFile
-	section string
 	oidSect map[string]bool // names defined by oid_section (unknown to x509 -extfile)
 }
 
@@ -110,7 +109,7 @@ func (p *extParser) parse(e *confEntry) (*Extension, error) {
 	// v3_check_critical: exactly "critical," then blanks.
 	if strings.HasPrefix(value, "critical,") {
 		ext.Critical = true
-		value = strings.TrimLeft(value[len("critical,"):], " \t\r\n\v\f")
+		value = strings.TrimLeft(value[len("critical,"):], cSpace)
 	}
 	// v3_check_generic: "DER:" or "ASN1:" makes a generic extension of any OID.
 	if rest, ok := strings.CutPrefix(value, "DER:"); ok {
@@ -118,7 +117,7 @@ func (p *extParser) parse(e *confEntry) (*Extension, error) {
 		if err != nil {
 			return nil, err
 		}
-		b, err := parseHexBytes(strings.TrimLeft(rest, " \t\r\n\v\f"))
+		b, err := parseHexBytes(strings.TrimLeft(rest, cSpace))
 		if err != nil {
 			return nil, p.errorf(e, ErrProfileInvalidValue, "DER value: %v", err)
 		}
@@ -130,7 +129,7 @@ func (p *extParser) parse(e *confEntry) (*Extension, error) {
 		if err != nil {
 			return nil, err
 		}
-		b, err := generateASN1(strings.TrimLeft(rest, " \t\r\n\v\f"))
+		b, err := generateASN1(strings.TrimLeft(rest, cSpace))
 		if err != nil {
 			return nil, p.errorf(e, errSentinel(err), "ASN1 value: %v", err)
 		}
@@ -179,6 +178,11 @@ func (p *extParser) parse(e *confEntry) (*Extension, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ext.Critical && (oid.Equal(oidExtSubjectKeyID) || oid.Equal(oidExtAuthorityKeyID)) {
+		// openssl would write it, but RFC 5280 4.2.1.1/4.2.1.2 forbid it and
+		// crypto/x509 (and so the harness's own verification) rejects it.
+		return nil, p.errorf(e, ErrProfileInvalidValue, "%s must not be critical (RFC 5280 4.2.1.1, 4.2.1.2)", e.key)
+	}
 	return ext, nil
 }
 
@@ -215,18 +219,31 @@ type listItem struct {
 	hasValue    bool
 }
 
+const cSpace = " \t\n\v\f\r" // C isspace()
+
+// stripSpaces is OpenSSL's strip_spaces, quirk included: trailing blanks
+// stay when a single character remains after the leading ones go
+// ("DNS:b  ,..." keeps "b  ").
+func stripSpaces(s string) string {
+	s = strings.TrimLeft(s, cSpace)
+	if t := strings.TrimRight(s, cSpace); len(t) > 1 {
+		return t
+	}
+	return s
+}
+
 // parseList mirrors X509V3_parse_list: comma-separated items, each "name" or
-// "name:value" (split at the first colon), blanks trimmed, empty names and
+// "name:value" (split at the first colon), blanks stripped, empty names and
 // empty values refused.
 func parseList(s string) ([]listItem, error) {
 	var items []listItem
 	for _, raw := range strings.Split(s, ",") {
 		name, value, has := strings.Cut(raw, ":")
-		name = strings.TrimSpace(name)
+		name = stripSpaces(name)
 		if name == "" {
 			return nil, fmt.Errorf("empty name in list %q", s)
 		}
-		value = strings.TrimSpace(value)
+		value = stripSpaces(value)
 		if has && value == "" {
 			return nil, fmt.Errorf("empty value for %q in list %q", name, s)
 		}

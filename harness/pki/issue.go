@@ -77,6 +77,16 @@ func (is *Issuer) Issue(csrPEM []byte) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now
+	if is.Now != nil {
+		now = is.Now
+	}
+	notBefore := now().UTC().Truncate(time.Second)
+	if notBefore.Before(is.CA.NotBefore) || notBefore.After(is.CA.NotAfter) {
+		// openssl would sign anyway; the chains would never verify.
+		return nil, fmt.Errorf("issuer: DAK certificate %q is valid %s to %s, not at %s: %w", is.CA.Subject,
+			is.CA.NotBefore.Format(time.RFC3339), is.CA.NotAfter.Format(time.RFC3339), notBefore.Format(time.RFC3339), ErrDAKNotValid)
+	}
 	csr, err := is.Profile.CheckCSR(csrPEM)
 	if err != nil {
 		return nil, err
@@ -89,10 +99,6 @@ func (is *Issuer) Issue(csrPEM []byte) (*Issued, error) {
 	if r == nil {
 		r = rand.Reader
 	}
-	now := time.Now
-	if is.Now != nil {
-		now = is.Now
-	}
 	validity := is.Validity
 	if validity == 0 {
 		validity = DefaultValidity
@@ -101,12 +107,17 @@ func (is *Issuer) Issue(csrPEM []byte) (*Issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuing for %q: %w", csr.Subject, err)
 	}
-	notBefore := now().UTC().Truncate(time.Second)
 	notAfter := notBefore.Add(validity).Truncate(time.Second)
 
 	tbs, err := is.buildTBS(csr, serial, notBefore, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("issuing for %q: %w", csr.Subject, err)
+	}
+	// Parse the certificate with a placeholder signature first: a profile
+	// whose output crypto/x509 cannot read must fail before the DAK signs
+	// (every signature counts against the DAK's budget).
+	if _, err := x509.ParseCertificate(assembleCertificate(tbs, placeholderSignature)); err != nil {
+		return nil, fmt.Errorf("issuing for %q: the certificate would not parse: %w", csr.Subject, err)
 	}
 	digest := sha256.Sum256(tbs)
 	sig, err := is.Signer.Sign(r, digest[:], crypto.SHA256)
@@ -118,8 +129,7 @@ func (is *Issuer) Issue(csrPEM []byte) (*Issued, error) {
 	if !ecdsa.VerifyASN1(caKey, digest[:], sig) {
 		return nil, fmt.Errorf("issuing for %q: %w", csr.Subject, ErrIssuedSignature)
 	}
-	der := derSequence(tbs, derSequence(derOID(oidSignatureECDSA256)), derBitString(sig, 0))
-	cert, err := x509.ParseCertificate(der)
+	cert, err := x509.ParseCertificate(assembleCertificate(tbs, sig))
 	if err != nil {
 		return nil, fmt.Errorf("parsing the certificate issued for %q: %w", csr.Subject, err)
 	}
@@ -127,6 +137,14 @@ func (is *Issuer) Issue(csrPEM []byte) (*Issued, error) {
 	chain = append(chain, cert, is.CA)
 	chain = append(chain, is.Intermediates...)
 	return &Issued{CSR: csr, Certificate: cert, Chain: chain, ChainPEM: EncodeChainPEM(chain)}, nil
+}
+
+// placeholderSignature is a well-formed ECDSA-Sig-Value (r = s = 1).
+var placeholderSignature = []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01}
+
+// assembleCertificate wraps a TBSCertificate and signature (RFC 5280 4.1.1).
+func assembleCertificate(tbs, sig []byte) []byte {
+	return derSequence(tbs, derSequence(derOID(oidSignatureECDSA256)), derBitString(sig, 0))
 }
 
 // randomSerial draws a serial as OpenSSL's rand_serial does: 159 random bits,

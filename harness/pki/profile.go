@@ -240,7 +240,7 @@ func (p *Profile) loadExtensions(conf *confFile, section string) error {
 	for n := range p.customNames {
 		oidSect[n] = true
 	}
-	ep := &extParser{conf: conf, section: section, oidSect: oidSect}
+	ep := &extParser{conf: conf, oidSect: oidSect}
 	seen := map[string]*Extension{}
 	for _, e := range entries {
 		ext, err := ep.parse(e)

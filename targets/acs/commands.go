@@ -84,7 +84,7 @@ type Config struct {
 }
 
 // DefaultPrompt matches a root or user shell prompt: "...# " or "...$ ".
-var DefaultPrompt = regexp.MustCompile(`[#$] ?$`)
+var DefaultPrompt = regexp.MustCompile(`[#$] $`)
 
 // DefaultRebootMarker matches what Linux, busybox init and U-Boot print when a board goes down or comes up.
 var DefaultRebootMarker = regexp.MustCompile(`(?i)restarting system|rebooting|reboot: |the system is going down|U-Boot|Linux version|Booting`)

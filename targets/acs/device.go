@@ -152,8 +152,8 @@ func (d *Device) Provision(ctx context.Context, issue IssueFunc, opts Options) (
 			return nil, d.fail(StepCheck, err)
 		}
 		if err == nil && !opts.Reprovision {
-			return nil, d.fail(StepCheck, fmt.Errorf("%w (leaf %s, SHA-256 %s); pass --reprovision to replace it",
-				ErrAlreadyProvisioned, chain[0].Subject, pki.Fingerprint(chain[0])))
+			return nil, d.fail(StepCheck, fmt.Errorf("%w (leaf serial %s, SHA-256 %s); pass --reprovision to replace it",
+				ErrAlreadyProvisioned, chain[0].SerialNumber.Text(16), pki.Fingerprint(chain[0])))
 		}
 
 		opts.step(name, StepKeyGen)

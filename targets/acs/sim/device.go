@@ -121,6 +121,12 @@ func Start(cfg Config) (*Device, error) {
 		return fail(fmt.Errorf("opening pty: %w", err))
 	}
 	d.portName = d.as.Name()
+	if d.am, err = pollable(d.am); err != nil {
+		return fail(err)
+	}
+	if d.as, err = pollable(d.as); err != nil {
+		return fail(err)
+	}
 	if err := makeRaw(d.as, cfg.Baud); err != nil {
 		return fail(err)
 	}

@@ -124,3 +124,30 @@ func makeRaw(f *os.File, baud int) error {
 	}
 	return nil
 }
+
+// pollable returns f as a non-blocking, poller-backed file and closes f.
+// creack/pty hands out blocking files (it calls Fd()), on which Close does
+// not interrupt a pending Read and deadlines do not work.
+func pollable(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("pollable %s: %w", f.Name(), err)
+	}
+	nfd := -1
+	var derr error
+	if cerr := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); cerr != nil {
+		derr = cerr
+	}
+	name := f.Name()
+	f.Close()
+	if derr != nil {
+		return nil, fmt.Errorf("pollable %s: %w", name, derr)
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return nil, fmt.Errorf("pollable %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(nfd), name), nil
+}

@@ -75,6 +75,12 @@ func (d *Device) startSession(gen uint64) (*session, error) {
 		fifo.Close()
 		return nil, fmt.Errorf("starting shell %s: %w", d.cfg.Busybox, err)
 	}
+	if bm, err = pollable(bm); err != nil {
+		killSession(cmd.Process.Pid)
+		_ = cmd.Wait()
+		fifo.Close()
+		return nil, err
+	}
 	s := &session{
 		cmd: cmd, pid: cmd.Process.Pid, bm: bm, fifo: fifo, gen: gen,
 		exited:  make(chan struct{}),

@@ -117,7 +117,7 @@ func TestSetCertRefusesMalformedFiles(t *testing.T) {
 		content []byte
 		msg     string
 	}{
-		"empty":         {nil, "cannot open"},
+		"empty":         {nil, "not a PEM certificate chain"},
 		"text":          {[]byte("hello\n"), "not a PEM certificate chain"},
 		"csr":           {[]byte(c.mustRun(getCSR)), "not a PEM certificate chain"},
 		"leaf only":     {leafOnly, "holds 1 certificate"},
