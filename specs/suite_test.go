@@ -98,4 +98,3 @@ func targetFor(n int) *bench.Target {
 	}
 	return &theBench.Targets[idx]
 }
-

@@ -80,9 +80,6 @@ func runDir(out, command string, now time.Time) (string, error) {
 	return dir, os.MkdirAll(dir, 0o755)
 }
 
-
-
-
 // progress prints one line per step per target, stamped with the time since the run started.
 type progress struct {
 	mu    sync.Mutex
