@@ -30,7 +30,7 @@ vet:
 # Every test: unit tests with the race detector, then the specs again as parallel Ginkgo processes.
 test: deps vet
 	$(GO) test -race -count=1 ./...
-	$(GINKGO) -p --race --output-dir=$(OUT)/specs-parallel ./specs -- --out=$(CURDIR)/$(OUT)/specs-parallel
+	$(GINKGO) --procs=3 --race --output-dir=$(OUT)/specs-parallel ./specs -- --out=$(CURDIR)/$(OUT)/specs-parallel
 
 specs: deps
 	$(GINKGO) -v ./specs

@@ -71,14 +71,6 @@ func (r *Redactor) list() []string {
 	return slices.Clone(r.secrets)
 }
 
-// maxLen is the length of the longest secret (0 without secrets).
-func (r *Redactor) maxLen() int {
-	if s := r.list(); len(s) > 0 {
-		return len(s[0])
-	}
-	return 0
-}
-
 // safeCut moves a proposed cut k in buf left until no secret occurrence, and
 // no prefix of a secret that further bytes could complete, starts before k
 // and ends after it. Bytes before the result can be redacted and emitted on

@@ -25,7 +25,7 @@ const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
 // Transcript defaults: how long a partial line may wait for its end before
 // it is written anyway, and how much of one line is held at most.
 const (
-	DefaultFlushDelay = 100 * time.Millisecond
+	defaultFlushDelay = 100 * time.Millisecond
 	maxHeld           = 4096
 )
 
@@ -82,7 +82,7 @@ type mark struct {
 // NewTranscript writes a transcript to w, redacting r's secrets (r may be
 // nil). Pass the same Redactor as the consoles' Options.Redactor.
 func NewTranscript(w io.Writer, r *Redactor) *Transcript {
-	t := &Transcript{w: w, red: r, now: time.Now, flushDelay: DefaultFlushDelay}
+	t := &Transcript{w: w, red: r, now: time.Now, flushDelay: defaultFlushDelay}
 	t.writeLine("# hilbench console transcript; started " + t.now().UTC().Format(TimeFormat) +
 		`; records: TIME SOURCE DIR "BYTES" (DIR < from device, > to device) or TIME # NOTE`)
 	return t

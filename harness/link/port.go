@@ -53,9 +53,9 @@ type Port struct {
 
 var _ io.ReadWriteCloser = (*Port)(nil)
 
-// Open validates cfg, finds the port and opens it. When the port is missing
-// and cfg.Reopen > 0, Open waits up to that long (and within ctx) for it to
-// appear.
+// Open validates cfg, finds the port and opens it. With cfg.Reopen > 0, a
+// port that cannot be opened yet (missing, busy, mid re-enumeration) is
+// tried again every 100ms for up to that long, within ctx.
 func Open(ctx context.Context, cfg Config) (*Port, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -207,10 +207,11 @@ func (d *Device) Issued() *pki.Issued {
 
 // Upload writes data to the chain path with printf commands of at most ChunkSize bytes of payload
 // (busybox ash's line editor takes about 1 KiB a line), then checks its SHA-256 on the device.
-// PEM is text without quotes, so single-quoted printf arguments carry it unchanged.
+// PEM is base64 and header lines, so double-quoted printf arguments carry it unchanged (and the
+// console's own single quoting of the command leaves them alone, which keeps the lines short).
 func (d *Device) Upload(ctx context.Context, data []byte) error {
-	if bytes.ContainsAny(data, "'\\%\r") {
-		return d.fail(StepUpload, errors.New("chain PEM contains characters the console transfer does not carry (' \\ % CR)"))
+	if i := bytes.IndexAny(data, "\"$`\\'%\r\t"); i >= 0 {
+		return d.fail(StepUpload, fmt.Errorf("chain PEM has %q at byte %d, which the console transfer does not carry", data[i], i))
 	}
 	dst := shellQuote(d.ChainPath())
 	lines := strings.SplitAfter(string(data), "\n")
@@ -224,13 +225,13 @@ func (d *Device) Upload(ctx context.Context, data []byte) error {
 			if l == "" && len(lines) == 0 {
 				break // the empty string after the final newline
 			}
-			args = append(args, "'"+l+"'")
+			args = append(args, `"`+l+`"`)
 			size += len(l) + 3
 		}
 		if len(args) == 0 {
 			break
 		}
-		cmd := "printf '%s\\n' " + strings.Join(args, " ") + " " + redirect + " " + dst
+		cmd := `printf "%s\n" ` + strings.Join(args, " ") + " " + redirect + " " + dst
 		if _, err := d.shell(ctx, StepUpload, cmd); err != nil {
 			return err
 		}

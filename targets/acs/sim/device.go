@@ -271,7 +271,8 @@ func (d *Device) SetNoiseRate(p float64) {
 }
 
 // InjectNoise puts n random bytes on the device->harness line now (after
-// whatever is being sent), unless the device is off or silent.
+// whatever is being sent), unless the device is off or silent. It returns
+// once they are on the line (n bytes of line time with Baud > 0).
 func (d *Device) InjectNoise(n int) {
 	d.mu.Lock()
 	g := d.gen
@@ -526,7 +527,8 @@ func (d *Device) startShell() {
 // klog formats a kernel log line with the time since boot.
 func (d *Device) klog(msg string) string {
 	d.mu.Lock()
-	up := time.Since(d.bootedAt)
+	// The banner's kernel was 1.2 s up when it started init.
+	up := time.Since(d.bootedAt) + 1300*time.Millisecond
 	d.mu.Unlock()
 	if up > 99999*time.Second {
 		up = 0

@@ -26,7 +26,8 @@
 // applets of a small device (cat, printf, sha256sum, base64, sed, awk, ...)
 // plus the firmware commands, which are sh scripts (firmware/*.sh, embedded):
 //
-//	ace hal dha key_gen            make the P-256 DHA key in dha/ (replaces one that exists)
+//	ace hal dha key_gen            make the P-256 DHA key in dha/ (replaces one that exists;
+//	                               a stored chain is kept and then no longer matches)
 //	ace hal dha get_field 0x201    print a CSR for the key, built from the product profile
 //	                               (openssl req -new -config device.conf, as in seed 002)
 //	ace hal dha set_cert FILE      check FILE and store it as the DHA chain (atomically)

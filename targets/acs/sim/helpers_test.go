@@ -65,6 +65,8 @@ func openConsole(t *testing.T, d *Device, baud int) *console {
 	return c
 }
 
+func serialMode(baud int) *serial.Mode { return &serial.Mode{BaudRate: baud} }
+
 var errTimeout = errors.New("timeout")
 
 // fill reads what is available (up to one read timeout).

@@ -25,6 +25,18 @@ func (c *console) quiet(d time.Duration) []byte {
 	return got
 }
 
+// atLeast reads until n bytes have arrived (or timeout), then until the line
+// has been quiet for a moment, and returns all of it.
+func (c *console) atLeast(n int, timeout time.Duration) []byte {
+	deadline := time.Now().Add(timeout)
+	for len(c.buf) < n && time.Now().Before(deadline) {
+		if err := c.fill(); err != nil {
+			break
+		}
+	}
+	return c.quiet(200 * time.Millisecond) // keeps what c.buf already holds
+}
+
 func processGone(pid int) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
@@ -35,7 +47,7 @@ func TestPowerCutMidCommand(t *testing.T) {
 	c.sync(10 * time.Second)
 	chain := provision(t, d, c, newPKI(t))
 
-	c.mustRun("sleep 100 &")
+	c.mustRun("sleep 100 & true")
 	c.write("sleep 5; echo DO''NE\n")
 	if _, err := c.until(regexp.MustCompile(`sleep 5; echo DO''NE\r\n`), 5*time.Second); err != nil {
 		t.Fatal(err)
@@ -184,7 +196,7 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 	d := startDevice(t, nil)
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
-	c.mustRun("sleep 100 &")
+	c.mustRun("sleep 100 & true")
 	shell := d.ShellPID()
 	c.port.Close()
 	if err := d.Close(); err != nil {
