@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -87,7 +88,35 @@ func TestBusyboxRunAndShell(t *testing.T) {
 }
 
 func TestBusyboxEchoWrapsPast80Columns(t *testing.T) {
-	c := startBusybox(t, Options{})
+	for _, reply := range []bool{false, true} {
+		t.Run(fmt.Sprintf("CursorReply=%v", reply), func(t *testing.T) {
+			echoWraps(t, startBusybox(t, Options{CursorReply: reply}))
+		})
+	}
+}
+
+// TestBusyboxCursorReply: answering busybox's cursor queries leaves outputs,
+// exit statuses and the transcript intact, and the answer is recorded.
+func TestBusyboxCursorReply(t *testing.T) {
+	var tr syncBuffer
+	c := startBusybox(t, Options{CursorReply: true, Transcript: NewTranscript(&tr, nil)})
+	for i := range 20 {
+		res := shellOK(t, c, fmt.Sprintf("echo n%d; test %d -lt 10", i, i))
+		want := 0
+		if i >= 10 {
+			want = 1
+		}
+		if res.Output != fmt.Sprintf("n%d\n", i) || res.Status != want {
+			t.Fatalf("Shell %d = %+v", i, res)
+		}
+	}
+	c.Close()
+	if !strings.Contains(tr.String(), `> "\x1b[1;1R"`) {
+		t.Errorf("transcript has no cursor answer:\n%s", tr.String())
+	}
+}
+
+func echoWraps(t *testing.T, c *Console) {
 	for _, n := range []int{75, 76, 150, 990} { // 75 + "hil$ " ends exactly at column 80
 		arg := strings.Repeat("w", n-6) + "Z"
 		got, err := c.Run(ctxT(t), "echo "+arg)
@@ -246,7 +275,14 @@ func TestBusyboxTranscriptRedaction(t *testing.T) {
 // BenchmarkBusyboxShell measures one Shell round trip (command, markers,
 // exit status) against a real busybox on a pty.
 func BenchmarkBusyboxShell(b *testing.B) {
-	c := startBusybox(b, Options{})
+	for _, reply := range []bool{false, true} {
+		b.Run(fmt.Sprintf("CursorReply=%v", reply), func(b *testing.B) {
+			benchShell(b, startBusybox(b, Options{CursorReply: reply}))
+		})
+	}
+}
+
+func benchShell(b *testing.B, c *Console) {
 	ctx := context.Background()
 	before := c.Stats()
 	b.ResetTimer()

@@ -50,6 +50,10 @@ type Options struct {
 	// the shell abandoned a line; default 100ms.
 	Settle    time.Duration
 	SyncEvery time.Duration // Sync sends another newline this often; default 1s
+	// CursorReply answers the device's cursor position queries (ESC[6n) as
+	// a terminal does. Turn it on for busybox shells (see replyCursor); a
+	// device that does not expect the answer would read it as input.
+	CursorReply bool
 }
 
 // Result is the outcome of Shell.
@@ -75,6 +79,9 @@ type Console struct {
 	newline   string
 	settle    time.Duration
 	syncEvery time.Duration
+
+	cursorReply bool   // answer ESC[6n
+	queryTail   []byte // reader goroutine only: last bytes of the previous read
 
 	op     chan struct{} // one-slot lock: one operation at a time
 	wlock  chan struct{} // one-slot lock: one write at a time (outlives a cancelled send)
@@ -107,10 +114,12 @@ func New(rw io.ReadWriter, opts Options) *Console {
 		newline:   opts.Newline,
 		settle:    opts.Settle,
 		syncEvery: opts.SyncEvery,
-		op:        make(chan struct{}, 1),
-		wlock:     make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		notify:    make(chan struct{}),
+
+		cursorReply: opts.CursorReply,
+		op:          make(chan struct{}, 1),
+		wlock:       make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		notify:      make(chan struct{}),
 	}
 	if c.name == "" {
 		c.name = "console"
@@ -499,6 +508,38 @@ func (c *Console) checkLine(line, what string) error {
 	return nil
 }
 
+// cursorQuery is the VT100 "report cursor position" request (DSR 6) busybox's
+// line editor sends after each prompt.
+const cursorQuery = "\x1b[6n"
+
+// cursorQueried reports whether p, with the tail of the previous read, holds a
+// cursor query. Only the reader goroutine calls it.
+func (c *Console) cursorQueried(p []byte) bool {
+	buf := append(c.queryTail, p...)
+	found := bytes.Contains(buf, []byte(cursorQuery))
+	keep := min(len(buf), len(cursorQuery)-1)
+	c.queryTail = append(c.queryTail[:0], buf[len(buf)-keep:]...)
+	return found
+}
+
+// replyCursor answers a cursor query as a terminal would. Unanswered, busybox
+// waits about 20 ms for the answer before it reads the next command: most of
+// a command's round trip. Column 1 is always a safe answer: busybox only moves
+// its idea of the cursor when the reported column lies beyond its prompt.
+func (c *Console) replyCursor() {
+	select {
+	case c.wlock <- struct{}{}:
+	case <-c.done:
+		return
+	}
+	defer func() { <-c.wlock }()
+	reply := []byte("\x1b[1;1R")
+	if n, _ := c.rw.Write(reply); n > 0 {
+		c.tx.Add(int64(n))
+		c.tr.Record(c.name, Sent, reply[:n])
+	}
+}
+
 func (c *Console) readLoop() {
 	buf := make([]byte, 4096)
 	for {
@@ -522,6 +563,9 @@ func (c *Console) received(p []byte) {
 	}
 	c.rx.Add(int64(len(p)))
 	c.tr.Record(c.name, Received, p)
+	if c.cursorReply && c.cursorQueried(p) {
+		go c.replyCursor()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	before := len(c.pending)

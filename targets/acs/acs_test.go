@@ -29,7 +29,7 @@ func busybox(t *testing.T) *console.Console {
 	if err != nil {
 		t.Skipf("no busybox pty: %v", err)
 	}
-	con := console.New(f, console.Options{Name: "busybox", Prompt: regexp.MustCompile(`# $`)})
+	con := console.New(f, console.Options{Name: "busybox", Prompt: regexp.MustCompile(`# $`), CursorReply: true})
 	t.Cleanup(func() {
 		con.Close()
 		cmd.Process.Kill()

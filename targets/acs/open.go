@@ -81,7 +81,8 @@ func Open(ctx context.Context, t *bench.Target, outDir string, redact *console.R
 			return nil, fmt.Errorf("target %s: %w", t.Name, err)
 		}
 	}
-	con := console.New(port, console.Options{Name: t.Name, Prompt: cfg.Prompt, Transcript: s.transcript, Redactor: redact})
+	// ACS consoles run busybox ash, whose line editor waits for an answer to its cursor query.
+	con := console.New(port, console.Options{Name: t.Name, Prompt: cfg.Prompt, Transcript: s.transcript, Redactor: redact, CursorReply: true})
 	s.Device = New(con, cfg)
 	return s, nil
 }
