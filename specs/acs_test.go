@@ -2,6 +2,7 @@ package specs
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -105,3 +106,24 @@ func mustConfig(t *bench.Target) acs.Config {
 	Expect(err).NotTo(HaveOccurred())
 	return cfg
 }
+
+var _ = Describe("ACS console over USB-serial", Label("acs", "hw"), func() {
+	It("keeps talking to a device whose USB-serial adapter re-enumerates across a reboot", func(ctx SpecContext) {
+		if simulated != nil {
+			Skip("needs real hardware: a console found by USB identity")
+		}
+		t := targetFor(0)
+		if t.Console.USB == nil || t.Console.Reopen == 0 {
+			Skip(fmt.Sprintf("target %s has no console.usb with console.reopen", t.Name))
+		}
+		s := openTarget(ctx, 0)
+		before, err := s.ReadChainPEM(ctx)
+		if err != nil {
+			Skip(fmt.Sprintf("target %s holds no chain to compare: %v", t.Name, err))
+		}
+		Expect(s.Reboot(ctx)).To(Succeed())
+		after, err := s.ReadChainPEM(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(after)).To(Equal(string(before)))
+	}, SpecTimeout(3*time.Minute))
+})

@@ -20,6 +20,7 @@ import (
 
 // Steps of the provisioning cycle, as reports name them.
 const (
+	StepOpen     = "open"
 	StepSync     = "sync"
 	StepCheck    = "check-provisioned"
 	StepKeyGen   = "key_gen"

@@ -67,7 +67,7 @@ func Open(ctx context.Context, t *bench.Target, outDir string, redact *console.R
 	}
 	port, err := link.Open(ctx, LinkConfig(t))
 	if err != nil {
-		return nil, fmt.Errorf("target %s: opening console: %w", t.Name, err)
+		return nil, &StepError{Target: t.Name, Step: StepOpen, Err: fmt.Errorf("opening console: %w", err)}
 	}
 	s := &Session{port: port}
 	if outDir != "" {

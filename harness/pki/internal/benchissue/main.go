@@ -9,9 +9,6 @@
 package main
 
 import (
-	"crypto"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +19,7 @@ import (
 	"time"
 
 	"hilbench/harness/pki"
+	"hilbench/harness/signer/softdak"
 )
 
 func main() {
@@ -49,19 +47,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	signer, err := loadKey(*keyPath)
+	// The station's own DAK loader: the same checks (mode 0600, key matches certificate).
+	dak, err := softdak.Open(*keyPath, *caPath)
 	if err != nil {
 		return err
 	}
-	caPEM, err := os.ReadFile(*caPath)
-	if err != nil {
-		return fmt.Errorf("reading DAK certificate: %w", err)
-	}
-	chain, err := pki.ParseChainPEM(caPEM)
-	if err != nil {
-		return fmt.Errorf("reading DAK certificate %s: %w", *caPath, err)
-	}
-	is := &pki.Issuer{Profile: profile, Signer: signer, CA: chain[0], Intermediates: chain[1:]}
+	chain := dak.Chain()
+	is := &pki.Issuer{Profile: profile, Signer: dak, CA: chain[0], Intermediates: chain[1:]}
 	csrs, err := filepath.Glob(filepath.Join(*csrDir, "*.csr"))
 	if err != nil {
 		return err
@@ -95,44 +87,4 @@ func run() error {
 		len(csrs), startup.Microseconds(), total.Microseconds(),
 		float64(total.Microseconds())/float64(len(csrs)), float64(issuing.Microseconds())/float64(len(csrs)))
 	return nil
-}
-
-// loadKey reads a SoftDAK key: SEC 1 ("EC PRIVATE KEY", openssl ecparam
-// -genkey) or PKCS #8 ("PRIVATE KEY", openssl req -newkey). Errors never
-// include key material.
-func loadKey(path string) (crypto.Signer, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading DAK key: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("DAK key %s is readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading DAK key: %w", err)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("DAK key %s: no PEM block", path)
-	}
-	switch block.Type {
-	case "EC PRIVATE KEY":
-		k, err := x509.ParseECPrivateKey(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("DAK key %s: not a valid EC key", path)
-		}
-		return k, nil
-	case "PRIVATE KEY":
-		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("DAK key %s: not a valid PKCS #8 key", path)
-		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("DAK key %s: %T cannot sign", path, k)
-		}
-		return s, nil
-	}
-	return nil, fmt.Errorf("DAK key %s: PEM block %q is not a private key", path, block.Type)
 }
