@@ -12,6 +12,10 @@ import (
 // Values the bench file accepts for its enumerations.
 const (
 	SignerSoftDAK = "softdak"
+	SignerYubiKey = "yubikey"
+	SignerAgent   = "agent"
+
+	DefaultSlot = "9c" // PIV slot of the DAK (seed 001: the CSR Signing Application's slot)
 
 	FamilyACS = "acs"
 
@@ -32,16 +36,19 @@ const (
 )
 
 var (
-	signerTypes = []string{SignerSoftDAK}
+	signerTypes = []string{SignerSoftDAK, SignerYubiKey, SignerAgent}
 	// Signer types a later release adds; named so the error can say "not
 	// yet" rather than "unknown".
-	futureSignerTypes = []string{"yubikey", "agent"}
-	families          = []string{FamilyACS}
-	futureFamilies    = []string{"ack"}
-	powerTypes        = []string{PowerCommand, PowerSim, PowerUSBHub}
-	parities          = []string{"none", "even", "odd", "mark", "space"}
-	stopBits          = []string{"1", "1.5", "2"}
-	acsCommands       = []string{"key_gen", "get_csr", "set_cert", "get_chain", "reboot", "factory_reset", "digest"}
+	futureSignerTypes = []string{"yubihsm"}
+	pivSlots          = []string{"9a", "9c", "9d", "9e", "82", "83", "84", "85", "86", "87", "88", "89", "8a", "8b",
+		"8c", "8d", "8e", "8f", "90", "91", "92", "93", "94", "95"}
+	attestationModes = []string{"required", "off"}
+	families         = []string{FamilyACS}
+	futureFamilies   = []string{"ack"}
+	powerTypes       = []string{PowerCommand, PowerSim, PowerUSBHub}
+	parities         = []string{"none", "even", "odd", "mark", "space"}
+	stopBits         = []string{"1", "1.5", "2"}
+	acsCommands      = []string{"key_gen", "get_csr", "set_cert", "get_chain", "reboot", "factory_reset", "digest"}
 )
 
 // ACSCommands returns the keys an acs.commands mapping may override, in
@@ -62,11 +69,27 @@ type Bench struct {
 
 // SignerConfig selects and configures the DAK. Paths are absolute.
 type SignerConfig struct {
-	Type          string // SignerSoftDAK
+	Type          string // SignerSoftDAK, SignerYubiKey or SignerAgent
 	Key           string // softdak: dak_private_key.pem
 	Certificate   string // softdak: dak-certificate.pem
 	Intermediates []string
 	Roots         []string // trust anchors for verifying issued chains
+
+	// yubikey
+	Serial           uint32        // the YubiKey's serial number
+	Slot             string        // PIV slot, default DefaultSlot
+	PINFile          string        // file holding the PIN alone (seed 000)
+	Attestation      string        // "required": the slot key must attest to the AttestationRoots
+	AttestationRoots []string      // default: Yubico's PIV roots
+	AllowLastRetry   bool          // verify the PIN even when only one retry remains
+	ReplugTimeout    time.Duration // how long to wait for an unplugged key to return
+
+	// softdak and yubikey: what lives with the key
+	MaxSignatures int64  // the DAK's signature budget (seed 003); 0: unlimited, still counted
+	StateDir      string // budget counter and audit log; default <output>/signer
+	// Socket is where `hil signer serve` listens (softdak, yubikey) or what
+	// clients dial (agent); default <StateDir>/agent.sock.
+	Socket string
 }
 
 // ProfileConfig names the product profile and how to apply it.

@@ -144,10 +144,17 @@ func TestParseErrors(t *testing.T) {
 				`lab3.yaml:6: signer.intermediates[0]: "adir" (DIR/adir) is a directory, want a file`,
 				`lab3.yaml:8: profile.device_conf: file "nodevice.conf" (DIR/nodevice.conf) does not exist`,
 			}},
-		{"signer type not yet", "signer:\n  type: yubikey\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1,
-			[]string{`lab3.yaml:2: signer.type: signer type "yubikey" is not supported yet (supported: softdak)`}},
+		{"signer type not yet", "signer:\n  type: yubihsm\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1,
+			[]string{`lab3.yaml:2: signer.type: signer type "yubihsm" is not supported yet (supported: softdak, yubikey, agent)`}},
 		{"signer type unknown", "signer:\n  type: hsm\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1,
-			[]string{`lab3.yaml:2: signer.type: unknown signer type "hsm" (supported: softdak)`}},
+			[]string{`lab3.yaml:2: signer.type: unknown signer type "hsm" (supported: softdak, yubikey, agent)`}},
+		{"yubikey without serial and pin file", "signer:\n  type: yubikey\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1,
+			[]string{`lab3.yaml:1: signer: missing required field "serial"`, `lab3.yaml:1: signer: missing required field "pin_file"`}},
+		{"yubikey bad fields", "signer:\n  type: yubikey\n  serial: twelve\n  slot: 9b\n  pin_file: k.pem\n  allow_last_retry: maybe\n  key: k.pem\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1,
+			[]string{`lab3.yaml:3: signer.serial: want an integer, got "twelve"`, `lab3.yaml:4: signer.slot: "9b" is not one of 9a, 9c, 9d, 9e, 82, 83, 84, 85, 86, 87, 88, 89, 8a, 8b, 8c, 8d, 8e, 8f, 90, 91, 92, 93, 94, 95`,
+				`lab3.yaml:6: signer.allow_last_retry: want true or false, got "maybe"`, `lab3.yaml:7: signer.key: only for signer type softdak, not yubikey`}},
+		{"agent without socket", "signer:\n  type: agent\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1,
+			[]string{`lab3.yaml:1: signer: missing required field "socket"`}},
 		{"softdak without key", "signer:\n  type: softdak\n  certificate: c.pem\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1,
 			[]string{`lab3.yaml:1: signer: missing required field "key"`}},
 		{"validity", "signer: {type: softdak, key: k.pem, certificate: c.pem}\nprofile:\n  device_conf: device.conf\n  validity_days: 40000\ntargets:\n" + dut1,
@@ -456,5 +463,33 @@ func TestSyntaxErrorLines(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestYubiKeySignerRoundTrip(t *testing.T) {
+	dir := benchDir(t)
+	src := "signer:\n  type: yubikey\n  serial: 4000123\n  pin_file: k.pem\n  attestation: required\n" +
+		"  attestation_roots: [c.pem]\n  allow_last_retry: true\n  replug_timeout: 20s\n  max_signatures: 100000\n" +
+		"  state_dir: state\n  socket: /run/hil/signer.sock\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1
+	b, err := parse(t, dir, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bench.SignerConfig{Type: "yubikey", Serial: 4000123, Slot: "9c", PINFile: filepath.Join(dir, "k.pem"),
+		Attestation: "required", AttestationRoots: []string{filepath.Join(dir, "c.pem")}, AllowLastRetry: true,
+		ReplugTimeout: 20 * time.Second, MaxSignatures: 100000, StateDir: filepath.Join(dir, "state"), Socket: "/run/hil/signer.sock"}
+	if !reflect.DeepEqual(b.Signer, want) {
+		t.Fatalf("signer = %+v\nwant %+v", b.Signer, want)
+	}
+	out := filepath.Join(dir, "again.yaml")
+	if err := b.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	again, err := bench.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.Signer, want) {
+		t.Errorf("after Write and Load: %+v", again.Signer)
 	}
 }

@@ -25,6 +25,17 @@ type fileSigner struct {
 	Certificate   string   `yaml:"certificate,omitempty"`
 	Intermediates []string `yaml:"intermediates,omitempty"`
 	Roots         []string `yaml:"roots,omitempty"`
+
+	Serial           uint32   `yaml:"serial,omitempty"`
+	Slot             string   `yaml:"slot,omitempty"`
+	PINFile          string   `yaml:"pin_file,omitempty"`
+	Attestation      string   `yaml:"attestation,omitempty"`
+	AttestationRoots []string `yaml:"attestation_roots,omitempty"`
+	AllowLastRetry   bool     `yaml:"allow_last_retry,omitempty"`
+	ReplugTimeout    string   `yaml:"replug_timeout,omitempty"`
+	MaxSignatures    int64    `yaml:"max_signatures,omitempty"`
+	StateDir         string   `yaml:"state_dir,omitempty"`
+	Socket           string   `yaml:"socket,omitempty"`
 }
 
 type fileProfile struct {
@@ -141,6 +152,17 @@ func (b *Bench) marshal(dir string) ([]byte, error) {
 			Certificate:   rel(b.Signer.Certificate),
 			Intermediates: rels(b.Signer.Intermediates),
 			Roots:         rels(b.Signer.Roots),
+
+			Serial:           b.Signer.Serial,
+			Slot:             b.Signer.Slot,
+			PINFile:          rel(b.Signer.PINFile),
+			Attestation:      b.Signer.Attestation,
+			AttestationRoots: rels(b.Signer.AttestationRoots),
+			AllowLastRetry:   b.Signer.AllowLastRetry,
+			ReplugTimeout:    durationString(b.Signer.ReplugTimeout),
+			MaxSignatures:    b.Signer.MaxSignatures,
+			StateDir:         rel(b.Signer.StateDir),
+			Socket:           rel(b.Signer.Socket),
 		},
 		Profile: fileProfile{
 			DeviceConf:      rel(b.Profile.DeviceConf),

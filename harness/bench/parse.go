@@ -374,6 +374,24 @@ func (f *fields) duration(name string) time.Duration {
 	return d
 }
 
+// bool reads an optional true/false field.
+func (f *fields) bool(name string) bool {
+	v := f.get(name)
+	if v == nil {
+		return false
+	}
+	path := join(f.path, name)
+	var b bool
+	if !f.scalar(v, path, "true or false") {
+		return false
+	}
+	if v.ShortTag() != "!!bool" || v.Decode(&b) != nil {
+		f.p.add(v.Line, path, ErrType, nil, "want true or false, got %q", v.Value)
+		return false
+	}
+	return b
+}
+
 // enum reads an optional string field that must be one of allowed.
 func (f *fields) enum(name string, allowed []string) string {
 	s, v := f.str(name)
@@ -474,7 +492,9 @@ func (p *parser) bench(root *yaml.Node) *Bench {
 func (p *parser) signer(top *fields) SignerConfig {
 	var c SignerConfig
 	top.required("signer")
-	f := top.sub("signer", []string{"type", "key", "certificate", "intermediates", "roots"})
+	f := top.sub("signer", []string{"type", "key", "certificate", "intermediates", "roots",
+		"serial", "slot", "pin_file", "attestation", "attestation_roots", "allow_last_retry", "replug_timeout",
+		"max_signatures", "state_dir", "socket"})
 	if f == nil {
 		return c
 	}
@@ -488,11 +508,50 @@ func (p *parser) signer(top *fields) SignerConfig {
 	default:
 		p.add(tv.Line, "signer.type", ErrInvalid, nil, "unknown signer type %q (supported: %s)", typ, strings.Join(signerTypes, ", "))
 	}
-	if c.Type == SignerSoftDAK {
+	// only reports fields that do not belong to the chosen type.
+	only := func(types []string, names ...string) {
+		for _, n := range names {
+			if v := f.get(n); v != nil && c.Type != "" && !slices.Contains(types, c.Type) {
+				p.add(v.Line, "signer."+n, ErrInvalid, nil, "only for signer type %s, not %s", strings.Join(types, " or "), c.Type)
+			}
+		}
+	}
+	only([]string{SignerSoftDAK}, "key", "certificate")
+	only([]string{SignerYubiKey}, "serial", "slot", "pin_file", "attestation", "attestation_roots", "allow_last_retry", "replug_timeout")
+	only([]string{SignerSoftDAK, SignerYubiKey}, "max_signatures", "state_dir")
+	switch c.Type {
+	case SignerSoftDAK:
 		s, v := f.reqStr("key")
 		c.Key = p.existingFile(v, "signer.key", s)
 		s, v = f.reqStr("certificate")
 		c.Certificate = p.existingFile(v, "signer.certificate", s)
+	case SignerYubiKey:
+		if f.required("serial") != nil {
+			c.Serial = uint32(f.int("serial", 0, 1, 1<<32-1))
+		}
+		c.Slot = f.enum("slot", pivSlots)
+		if c.Slot == "" {
+			c.Slot = DefaultSlot
+		}
+		s, v := f.reqStr("pin_file")
+		c.PINFile = p.existingFile(v, "signer.pin_file", s)
+		c.Attestation = f.enum("attestation", attestationModes)
+		c.AttestationRoots = p.fileList(f, "attestation_roots")
+		c.AllowLastRetry = f.bool("allow_last_retry")
+		c.ReplugTimeout = f.duration("replug_timeout")
+	}
+	c.MaxSignatures = int64(f.int("max_signatures", 0, 0, 1<<62))
+	if s, v := f.str("state_dir"); v != nil && s != "" {
+		c.StateDir = p.path(s)
+	}
+	if s, v := f.str("socket"); v != nil && s != "" {
+		c.Socket = p.path(s)
+		// sun_path holds 108 bytes with its NUL.
+		if len(c.Socket) > 107 {
+			p.add(v.Line, "signer.socket", ErrInvalid, nil, "socket path is %d bytes, longer than a Unix socket allows (107)", len(c.Socket))
+		}
+	} else if c.Type == SignerAgent {
+		f.required("socket")
 	}
 	c.Intermediates = p.fileList(f, "intermediates")
 	c.Roots = p.fileList(f, "roots")
