@@ -16,6 +16,7 @@ const usage = `hil: hardware-in-the-loop provisioning and test harness
 
 Usage:
   hil sim [flags]                          start simulated ACS devices and write a bench file for them
+  hil sim yubikey [flags]                  plug a virtual YubiKey into pcscd (vpcd) until stopped
   hil provision --bench FILE (--target NAME | --all) [flags]
                                            give devices their DHA identity
   hil verify --bench FILE (--target NAME | --all) [--reboot] [--factory-reset]
@@ -52,6 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "sim":
+		if len(args) > 1 && args[1] == "yubikey" {
+			return cmdSimYubiKey(ctx, args[2:], stdout, stderr)
+		}
 		return cmdSim(ctx, args[1:], stdout, stderr)
 	case "provision":
 		return cmdProvision(ctx, args[1:], stdout, stderr)
