@@ -77,6 +77,7 @@ type SignerConfig struct {
 
 	// yubikey
 	Serial           uint32        // the YubiKey's serial number
+	Reader           string        // only PC/SC readers whose name contains this (default: YubiKeys)
 	Slot             string        // PIV slot, default DefaultSlot
 	PINFile          string        // file holding the PIN alone (seed 000)
 	Attestation      string        // "required": the slot key must attest to the AttestationRoots

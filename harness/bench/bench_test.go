@@ -468,14 +468,14 @@ func TestSyntaxErrorLines(t *testing.T) {
 
 func TestYubiKeySignerRoundTrip(t *testing.T) {
 	dir := benchDir(t)
-	src := "signer:\n  type: yubikey\n  serial: 4000123\n  pin_file: k.pem\n  attestation: required\n" +
+	src := "signer:\n  type: yubikey\n  serial: 4000123\n  reader: Virtual PCD\n  pin_file: k.pem\n  attestation: required\n" +
 		"  attestation_roots: [c.pem]\n  allow_last_retry: true\n  replug_timeout: 20s\n  max_signatures: 100000\n" +
 		"  state_dir: state\n  socket: /run/hil/signer.sock\nprofile:\n  device_conf: device.conf\ntargets:\n" + dut1
 	b, err := parse(t, dir, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bench.SignerConfig{Type: "yubikey", Serial: 4000123, Slot: "9c", PINFile: filepath.Join(dir, "k.pem"),
+	want := bench.SignerConfig{Type: "yubikey", Serial: 4000123, Reader: "Virtual PCD", Slot: "9c", PINFile: filepath.Join(dir, "k.pem"),
 		Attestation: "required", AttestationRoots: []string{filepath.Join(dir, "c.pem")}, AllowLastRetry: true,
 		ReplugTimeout: 20 * time.Second, MaxSignatures: 100000, StateDir: filepath.Join(dir, "state"), Socket: "/run/hil/signer.sock"}
 	if !reflect.DeepEqual(b.Signer, want) {

@@ -27,6 +27,7 @@ type fileSigner struct {
 	Roots         []string `yaml:"roots,omitempty"`
 
 	Serial           uint32   `yaml:"serial,omitempty"`
+	Reader           string   `yaml:"reader,omitempty"`
 	Slot             string   `yaml:"slot,omitempty"`
 	PINFile          string   `yaml:"pin_file,omitempty"`
 	Attestation      string   `yaml:"attestation,omitempty"`
@@ -154,6 +155,7 @@ func (b *Bench) marshal(dir string) ([]byte, error) {
 			Roots:         rels(b.Signer.Roots),
 
 			Serial:           b.Signer.Serial,
+			Reader:           b.Signer.Reader,
 			Slot:             b.Signer.Slot,
 			PINFile:          rel(b.Signer.PINFile),
 			Attestation:      b.Signer.Attestation,

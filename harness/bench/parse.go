@@ -493,7 +493,7 @@ func (p *parser) signer(top *fields) SignerConfig {
 	var c SignerConfig
 	top.required("signer")
 	f := top.sub("signer", []string{"type", "key", "certificate", "intermediates", "roots",
-		"serial", "slot", "pin_file", "attestation", "attestation_roots", "allow_last_retry", "replug_timeout",
+		"serial", "reader", "slot", "pin_file", "attestation", "attestation_roots", "allow_last_retry", "replug_timeout",
 		"max_signatures", "state_dir", "socket"})
 	if f == nil {
 		return c
@@ -517,7 +517,7 @@ func (p *parser) signer(top *fields) SignerConfig {
 		}
 	}
 	only([]string{SignerSoftDAK}, "key", "certificate")
-	only([]string{SignerYubiKey}, "serial", "slot", "pin_file", "attestation", "attestation_roots", "allow_last_retry", "replug_timeout")
+	only([]string{SignerYubiKey}, "serial", "reader", "slot", "pin_file", "attestation", "attestation_roots", "allow_last_retry", "replug_timeout")
 	only([]string{SignerSoftDAK, SignerYubiKey}, "max_signatures", "state_dir")
 	switch c.Type {
 	case SignerSoftDAK:
@@ -529,6 +529,7 @@ func (p *parser) signer(top *fields) SignerConfig {
 		if f.required("serial") != nil {
 			c.Serial = uint32(f.int("serial", 0, 1, 1<<32-1))
 		}
+		c.Reader, _ = f.str("reader")
 		c.Slot = f.enum("slot", pivSlots)
 		if c.Slot == "" {
 			c.Slot = DefaultSlot
