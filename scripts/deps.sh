@@ -23,18 +23,6 @@ if [ ${#need[@]} -gt 0 ]; then
   # A pcscd started before vpcd was installed has not loaded its reader driver.
   case " ${need[*]} " in *" vsmartcard-vpcd "*) pkill -x pcscd 2>/dev/null || true; sleep 0.5 ;; esac
 fi
-# Two more vpcd slots (35965, 35966: "hilbench Virtual PCD 00 00/01"), so the virtual YubiKey of
-# the specs never shares a reader with the unit tests' cards (35963, 35964).
-conf=/etc/reader.conf.d/hilbench-vpcd
-if [ ! -e "$conf" ] && [ "$(id -u)" -eq 0 ]; then
-  cat >"$conf" <<'CONF'
-FRIENDLYNAME "hilbench Virtual PCD"
-DEVICENAME   /dev/null:0x8C7D
-LIBPATH      /usr/lib/pcsc/drivers/serial/libifdvpcd.so
-CHANNELID    0x8C7D
-CONF
-  pkill -x pcscd 2>/dev/null && sleep 0.5 || true
-fi
 if ! pgrep -x pcscd >/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then
     pcscd
