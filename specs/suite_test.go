@@ -3,6 +3,7 @@
 package specs
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -56,7 +57,7 @@ var _ = BeforeSuite(func() {
 		DeferCleanup(simulated.Close)
 		theBench = simulated.Bench
 	}
-	theStation, err = station.Open(theBench, time.Now())
+	theStation, err = station.Open(context.Background(), theBench, time.Now())
 	Expect(err).NotTo(HaveOccurred())
 })
 

@@ -153,10 +153,11 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	st, err := station.Open(b, time.Now())
+	st, err := station.Open(ctx, b, time.Now())
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 
 	start := time.Now()
 	dir, err := runDir(tf.out, "provision", start)

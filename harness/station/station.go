@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"hilbench/harness/pki"
 	"hilbench/harness/signer"
 	"hilbench/harness/signer/softdak"
+	"hilbench/harness/signer/yubikey"
 )
 
 // Station is a bench's signing set-up.
@@ -33,8 +35,8 @@ type Station struct {
 }
 
 // Open opens the bench's DAK, profile and roots.
-func Open(b *bench.Bench, now time.Time) (*Station, error) {
-	s, err := OpenSigner(b, now)
+func Open(ctx context.Context, b *bench.Bench, now time.Time) (*Station, error) {
+	s, err := OpenSigner(ctx, b, now)
 	if err != nil {
 		return nil, err
 	}
@@ -69,13 +71,21 @@ func Open(b *bench.Bench, now time.Time) (*Station, error) {
 	}, nil
 }
 
+// Close releases the DAK (a YubiKey session is reset and closed).
+func (s *Station) Close() error {
+	if c, ok := s.Signer.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // Issue checks a CSR and issues its chain.
 func (s *Station) Issue(_ context.Context, csrPEM []byte) (*pki.Issued, error) {
 	return s.Issuer.Issue(csrPEM)
 }
 
 // OpenSigner opens the bench's DAK and checks it can sign at now.
-func OpenSigner(b *bench.Bench, now time.Time) (signer.Signer, error) {
+func OpenSigner(ctx context.Context, b *bench.Bench, now time.Time) (signer.Signer, error) {
 	switch b.Signer.Type {
 	case "softdak":
 		s, err := softdak.Open(b.Signer.Key, b.Signer.Certificate, b.Signer.Intermediates...)
@@ -86,9 +96,53 @@ func OpenSigner(b *bench.Bench, now time.Time) (signer.Signer, error) {
 			return nil, err
 		}
 		return s, nil
+	case bench.SignerYubiKey:
+		return openYubiKey(ctx, b, now)
 	default:
-		return nil, fmt.Errorf("signer type %q is not supported by this build (supported: softdak)", b.Signer.Type)
+		return nil, fmt.Errorf("signer type %q cannot be opened here (supported: softdak, yubikey)", b.Signer.Type)
 	}
+}
+
+// openYubiKey opens the bench's YubiKey DAK; the PIN guard inside yubikey.Open decides whether
+// the PIN may be tried at all.
+func openYubiKey(ctx context.Context, b *bench.Bench, now time.Time) (signer.Signer, error) {
+	c := b.Signer
+	slot, err := yubikey.ParseSlot(c.Slot)
+	if err != nil {
+		return nil, fmt.Errorf("signer.slot: %w", err)
+	}
+	var attRoots []*x509.Certificate
+	for _, p := range c.AttestationRoots {
+		certs, err := readCerts(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading attestation root: %w", err)
+		}
+		attRoots = append(attRoots, certs...)
+	}
+	return yubikey.Open(ctx, yubikey.Config{
+		Serial:            c.Serial,
+		Slot:              slot,
+		Reader:            c.Reader,
+		PINFile:           c.PINFile,
+		AllowLastRetry:    c.AllowLastRetry,
+		Attestation:       c.Attestation,
+		AttestationRoots:  attRoots,
+		IntermediateFiles: c.Intermediates,
+		ReplugTimeout:     c.ReplugTimeout,
+		Now:               func() time.Time { return now },
+	})
+}
+
+func readCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := pki.ParseChainPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs, nil
 }
 
 // Roots reads the bench's trust anchors; without any, the DAK certificate is the anchor.
@@ -99,13 +153,9 @@ func Roots(b *bench.Bench) ([]*x509.Certificate, error) {
 	}
 	var roots []*x509.Certificate
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		certs, err := readCerts(p)
 		if err != nil {
 			return nil, fmt.Errorf("reading trust anchor: %w", err)
-		}
-		certs, err := pki.ParseChainPEM(data)
-		if err != nil {
-			return nil, fmt.Errorf("reading trust anchor %s: %w", p, err)
 		}
 		roots = append(roots, certs...)
 	}

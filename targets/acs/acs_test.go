@@ -130,7 +130,7 @@ func simCycle(tb testing.TB, baud int) (time.Duration, console.Stats) {
 		tb.Fatal(err)
 	}
 	defer sb.Close()
-	st, err := station.Open(sb.Bench, time.Now())
+	st, err := station.Open(context.Background(), sb.Bench, time.Now())
 	if err != nil {
 		tb.Fatal(err)
 	}

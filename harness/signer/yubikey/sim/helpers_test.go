@@ -205,7 +205,17 @@ func TestMain(m *testing.M) {
 		os.Exit(4) // a card vanishing mid-open: ask again
 	}
 	flag.Parse()
-	os.Exit(m.Run())
+	// One card per vpcd slot across every test binary running at once (the specs use slots too).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	release, err := sim.LockSlot(ctx, *vpcdAddr)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	release()
+	os.Exit(code)
 }
 
 // cardPresent reports whether pcscd offers a card in the reader, from a
