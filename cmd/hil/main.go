@@ -22,6 +22,7 @@ Usage:
   hil verify --bench FILE (--target NAME | --all) [--reboot] [--factory-reset]
                                            read each identity back and verify it (and again after reboot / reset)
   hil dak init [--dir DIR] [flags]         make a development DAK (seed 002) for benches without one
+  hil yubikey COMMAND [flags]              list, status, unblock, change-pin, set-retries, init-dak, import-cert
 
 Run "hil COMMAND -h" for a command's flags.
 `
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: hil dak init [flags]", errUsage)
 		}
 		return cmdDakInit(args[2:], stdout, stderr)
+	case "yubikey":
+		return cmdYubiKey(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
