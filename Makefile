@@ -27,9 +27,11 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-# Every test: unit tests with the race detector, then the specs again as parallel Ginkgo processes.
+# Every test: unit tests with the race detector (the specs sign with SoftDAK), the specs again
+# signing with a virtual YubiKey through pcscd, and again as parallel Ginkgo processes.
 test: deps vet
 	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 ./specs -args --signer=yubikey --out=$(CURDIR)/$(OUT)/specs-yubikey
 	$(GINKGO) --procs=3 --race --output-dir=$(OUT)/specs-parallel ./specs -- --out=$(CURDIR)/$(OUT)/specs-parallel
 
 specs: deps

@@ -25,6 +25,8 @@ var (
 	destructive = flag.Bool("destructive", false, "on hardware, also run specs that change a device's identity or wipe its data")
 	outDir      = flag.String("out", "", "output directory for reports and transcripts (default: ../hil-out/specs)")
 	simDevices  = flag.Int("sim-devices", 2, "simulated devices each Ginkgo process starts")
+	signerKind  = flag.String("signer", "softdak", "on the simulated bench, sign with: softdak (PEM files) or yubikey (a virtual YubiKey through pcscd)")
+	vpcdSlot    = flag.String("vpcd", "127.0.0.1:35963", "vpcd slot for the virtual YubiKey (--signer yubikey)")
 )
 
 // The bench this process works on.
@@ -56,9 +58,26 @@ var _ = BeforeSuite(func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(simulated.Close)
 		theBench = simulated.Bench
+		switch *signerKind {
+		case "softdak":
+		case "yubikey":
+			// The card is exclusive to one process: without a signing agent, one Ginkgo process only.
+			suite, _ := GinkgoConfiguration()
+			Expect(suite.ParallelTotal).To(Equal(1), "--signer yubikey runs in one Ginkgo process")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			yk, err := simbench.StartVirtualYubiKey(ctx, GinkgoT().TempDir(), filepath.Join(simulated.Dir, "dak"), *vpcdSlot)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(yk.Close)
+			theBench.Signer = yk.Signer
+		default:
+			Fail(fmt.Sprintf("--signer %q: want softdak or yubikey", *signerKind))
+		}
 	}
 	theStation, err = station.Open(context.Background(), theBench, time.Now())
 	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(theStation.Close)
+	GinkgoWriter.Printf("signing with %s\n", theStation.Signer.Description())
 })
 
 // JUnit and JSON reports land in the output directory however the suite was started.

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/go-piv/piv-go/v2/piv"
+
 	"hilbench/harness/signer/yubikey"
 )
 
@@ -197,7 +199,7 @@ func managementKey() ([]byte, error) {
 		return nil, err
 	}
 	if s == "" {
-		return nil, nil
+		return piv.DefaultManagementKey, nil
 	}
 	key, err := hex.DecodeString(s)
 	if err != nil {
