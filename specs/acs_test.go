@@ -86,9 +86,9 @@ var _ = Describe("ACS DHA identity", Ordered, Label("acs"), func() {
 			Skip("nothing was provisioned in this run")
 		}
 		signed := 0
-		count := func(ctx context.Context, csr []byte) (*pki.Issued, error) {
+		count := func(ctx context.Context, target string, csr []byte) (*pki.Issued, error) {
 			signed++
-			return theStation.Issue(ctx, csr)
+			return theStation.Issue(ctx, target, csr)
 		}
 		fresh := acs.New(s.Console(), mustConfig(targetFor(0)))
 		_, err := fresh.Provision(ctx, count, opts)

@@ -24,9 +24,9 @@ var _ = Describe("ACS faults", Ordered, Label("sim"), func() {
 		signed int
 		opts   acs.Options
 	)
-	counting := func(ctx context.Context, csr []byte) (*pki.Issued, error) {
+	counting := func(ctx context.Context, target string, csr []byte) (*pki.Issued, error) {
 		signed++
-		return theStation.Issue(ctx, csr)
+		return theStation.Issue(ctx, target, csr)
 	}
 	// attempt provisions with a fresh driver (a new run) and short timeouts.
 	attempt := func(ctx context.Context) (*pki.Issued, error) {

@@ -23,6 +23,7 @@ Usage:
                                            read each identity back and verify it (and again after reboot / reset)
   hil dak init [--dir DIR] [flags]         make a development DAK (seed 002) for benches without one
   hil yubikey COMMAND [flags]              list, status, unblock, change-pin, set-retries, init-dak, import-cert
+  hil signer serve|status --bench FILE     the signing agent: one process owns the DAK, clients ask it to sign
 
 Run "hil COMMAND -h" for a command's flags.
 `
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDakInit(args[2:], stdout, stderr)
 	case "yubikey":
 		return cmdYubiKey(ctx, args[1:], stdout, stderr)
+	case "signer":
+		return cmdSigner(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -164,7 +164,7 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "provisioning %d target(s) with %s\n", len(targets), st.Signer.Description())
+	fmt.Fprintf(stdout, "provisioning %d target(s) with %s\n", len(targets), st.Description())
 	prog := &progress{w: stdout, start: start}
 	rep := report.New("provision", start)
 	forEach(ctx, targets, tf.jobs, rep, "provision", func(ctx context.Context, t *bench.Target, o *report.Outcome) error {

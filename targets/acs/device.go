@@ -51,8 +51,9 @@ type StepError struct {
 func (e *StepError) Error() string { return fmt.Sprintf("%s: %s: %v", e.Target, e.Step, e.Err) }
 func (e *StepError) Unwrap() error { return e.Err }
 
-// IssueFunc turns a CSR into a signed chain (a pki.Issuer, or a signing agent's client).
-type IssueFunc func(ctx context.Context, csrPEM []byte) (*pki.Issued, error)
+// IssueFunc turns a target's CSR into a signed chain (a station signing directly, or a signing
+// agent's client). The target names the device in the DAK's audit log.
+type IssueFunc func(ctx context.Context, target string, csrPEM []byte) (*pki.Issued, error)
 
 // Device drives one ACS device over its console.
 type Device struct {
@@ -173,7 +174,7 @@ func (d *Device) Provision(ctx context.Context, issue IssueFunc, opts Options) (
 		}
 
 		opts.step(name, StepIssue)
-		issued, err = issue(ctx, csr)
+		issued, err = issue(ctx, name, csr)
 		if err != nil {
 			return nil, d.fail(StepIssue, err)
 		}
