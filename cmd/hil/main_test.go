@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"hilbench/harness/bench"
 	"hilbench/harness/report"
 	"hilbench/targets/acs/sim"
 	"hilbench/targets/acs/simbench"
@@ -145,4 +147,102 @@ func TestBenchFileErrorsNameTheFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "lab.yaml:4") {
 		t.Fatalf("err = %v, want one naming lab.yaml:4", err)
 	}
+}
+
+// The agent owns the DAK; `hil provision` with an agent bench signs through it; every signature
+// is counted against the budget and recorded, and the budget stops the line at its maximum.
+func TestProvisionThroughAgentWithBudget(t *testing.T) {
+	sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 3, BootDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	// The serving bench: the SoftDAK, a budget of 2 signatures, the socket in a short path.
+	serving := *sb.Bench
+	serving.Signer.MaxSignatures = 2
+	serving.Signer.StateDir = filepath.Join(sb.Dir, "state")
+	sockDir, err := os.MkdirTemp("", "hil-agent-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	serving.Signer.Socket = filepath.Join(sockDir, "agent.sock")
+	servingFile := filepath.Join(sb.Dir, "serving.yaml")
+	if err := serving.Write(servingFile); err != nil {
+		t.Fatal(err)
+	}
+	client := *sb.Bench
+	client.Signer = bench.SignerConfig{Type: bench.SignerAgent, Socket: serving.Signer.Socket, Roots: sb.Bench.Signer.Roots}
+	clientFile := filepath.Join(sb.Dir, "client.yaml")
+	if err := client.Write(clientFile); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	serveCtx, stopServe := context.WithCancel(ctx)
+	var serveOut syncBuffer
+	served := make(chan error, 1)
+	go func() { served <- run(serveCtx, []string{"signer", "serve", "--bench", servingFile}, &serveOut, &serveOut) }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(serving.Signer.Socket); err == nil {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("agent did not start:\n%s", serveOut.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+
+	var stdout, stderr bytes.Buffer
+	err = run(ctx, []string{"provision", "--bench", clientFile, "--all", "--jobs", "1"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "1 of 3 targets failed") {
+		t.Fatalf("provision through the agent with a budget of 2: err = %v\n%s", err, stdout.String())
+	}
+	rep := lastReport(t, sb.Bench.Output, "provision")
+	failed := 0
+	for _, o := range rep.Outcomes {
+		if !o.Passed {
+			failed++
+			if o.Step != "issue" || !strings.Contains(o.Error, "budget") {
+				t.Errorf("%s failed at %s (%s), want issue refused by the budget", o.Target, o.Step, o.Error)
+			}
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d targets failed, want 1", failed)
+	}
+	stdout.Reset()
+	if err := run(ctx, []string{"signer", "status", "--bench", servingFile}, &stdout, &stderr); err != nil || !strings.Contains(stdout.String(), "issued 2") {
+		t.Errorf("signer status: %v\n%s", err, stdout.String())
+	}
+	stopServe()
+	if err := <-served; err != nil {
+		t.Errorf("signer serve: %v\n%s", err, serveOut.String())
+	}
+	audit, err := os.ReadFile(filepath.Join(serving.Signer.StateDir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(audit), "\n"); n != 2 {
+		t.Errorf("audit log has %d records, want 2:\n%s", n, audit)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the agent's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
