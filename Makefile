@@ -28,11 +28,13 @@ vet:
 	$(GO) vet ./...
 
 # Every test: unit tests with the race detector (the specs sign with SoftDAK), the specs again
-# signing with a virtual YubiKey through pcscd, and again as parallel Ginkgo processes.
+# signing with a virtual YubiKey through pcscd and a signing agent, and both again as parallel
+# Ginkgo processes.
 test: deps vet
 	$(GO) test -race -count=1 ./...
 	$(GO) test -race -count=1 ./specs -args --signer=yubikey --out=$(CURDIR)/$(OUT)/specs-yubikey
-	$(GINKGO) --procs=3 --race --output-dir=$(OUT)/specs-parallel ./specs -- --out=$(CURDIR)/$(OUT)/specs-parallel
+	$(GINKGO) --procs=3 --race ./specs -- --out=$(CURDIR)/$(OUT)/specs-parallel
+	$(GINKGO) --procs=3 --race ./specs -- --signer=yubikey --out=$(CURDIR)/$(OUT)/specs-parallel-yubikey
 
 specs: deps
 	$(GINKGO) -v ./specs

@@ -6,8 +6,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"hilbench/harness/bench"
+	"hilbench/harness/pki"
+	"hilbench/harness/signer/agent"
 	"hilbench/harness/station"
 	"hilbench/targets/acs/simbench"
 )
@@ -42,7 +46,48 @@ func TestSpecs(t *testing.T) {
 	RunSpecs(t, "hilbench specs")
 }
 
-var _ = BeforeSuite(func() {
+// With --signer yubikey, process 1 plugs in a virtual YubiKey and serves its DAK with a signing
+// agent, as a factory line's one key serves many station slots; every process signs through the
+// agent's socket. Its data for the others: the socket and the trust anchor.
+var _ = SynchronizedBeforeSuite(func() []byte {
+	if *benchFile != "" || *signerKind != "yubikey" {
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "hil-specs-yk-")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(os.RemoveAll, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	yk, err := simbench.StartVirtualYubiKey(ctx, filepath.Join(dir, "card"), filepath.Join(dir, "dak"), *vpcdSlot)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(yk.Close)
+
+	// The serving side: the key, the profile, a budget and an audit log, a socket.
+	b := &bench.Bench{Signer: yk.Signer, Profile: bench.ProfileConfig{}, Output: filepath.Join(dir, "out")}
+	b.Signer.StateDir = filepath.Join(dir, "state")
+	dak, err := station.OpenSigner(ctx, b, time.Now())
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(dak.(io.Closer).Close)
+	profile, err := pki.LoadProfile(filepath.Join("..", "fixtures", "profiles", "device.conf"), pki.ProfileOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	bud, audit, err := station.OpenLedger(b, dak.Chain()[0])
+	Expect(err).NotTo(HaveOccurred())
+	socket := filepath.Join(dir, "agent.sock")
+	ready := make(chan struct{})
+	srvCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	srv := &agent.Server{Signer: dak, Profile: profile, Budget: bud, Audit: audit,
+		Logf: func(f string, a ...any) { GinkgoWriter.Printf("agent: "+f+"\n", a...) }, OnReady: func(string) { close(ready) }}
+	go func() { done <- srv.Serve(srvCtx, socket) }()
+	Eventually(ready).WithTimeout(10 * time.Second).Should(BeClosed())
+	DeferCleanup(func() {
+		stop()
+		Expect(<-done).To(Succeed())
+		bud.Close()
+		audit.Close()
+	})
+	return []byte(socket + "\n" + yk.Signer.Roots[0])
+}, func(agentData []byte) {
 	if *outDir == "" {
 		*outDir = filepath.Join("..", "hil-out", "specs")
 	}
@@ -61,15 +106,8 @@ var _ = BeforeSuite(func() {
 		switch *signerKind {
 		case "softdak":
 		case "yubikey":
-			// The card is exclusive to one process: without a signing agent, one Ginkgo process only.
-			suite, _ := GinkgoConfiguration()
-			Expect(suite.ParallelTotal).To(Equal(1), "--signer yubikey runs in one Ginkgo process")
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			yk, err := simbench.StartVirtualYubiKey(ctx, GinkgoT().TempDir(), filepath.Join(simulated.Dir, "dak"), *vpcdSlot)
-			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(yk.Close)
-			theBench.Signer = yk.Signer
+			socket, root, _ := strings.Cut(string(agentData), "\n")
+			theBench.Signer = bench.SignerConfig{Type: bench.SignerAgent, Socket: socket, Roots: []string{root}}
 		default:
 			Fail(fmt.Sprintf("--signer %q: want softdak or yubikey", *signerKind))
 		}
@@ -77,7 +115,7 @@ var _ = BeforeSuite(func() {
 	theStation, err = station.Open(context.Background(), theBench, time.Now())
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(theStation.Close)
-	GinkgoWriter.Printf("signing with %s\n", theStation.Signer.Description())
+	GinkgoWriter.Printf("signing with %s\n", theStation.Description())
 })
 
 // JUnit and JSON reports land in the output directory however the suite was started.
