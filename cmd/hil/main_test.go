@@ -183,7 +183,9 @@ func TestProvisionThroughAgentWithBudget(t *testing.T) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	var serveOut syncBuffer
 	served := make(chan error, 1)
-	go func() { served <- run(serveCtx, []string{"signer", "serve", "--bench", servingFile}, &serveOut, &serveOut) }()
+	go func() {
+		served <- run(serveCtx, []string{"signer", "serve", "--bench", servingFile}, &serveOut, &serveOut)
+	}()
 	for i := 0; ; i++ {
 		if _, err := os.Stat(serving.Signer.Socket); err == nil {
 			break
