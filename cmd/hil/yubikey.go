@@ -93,11 +93,8 @@ func cmdYubiKey(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		pin, err := readNewSecret("PIN")
+		pin, err := readNewPIN()
 		if err != nil {
-			return err
-		}
-		if err := yubikey.ValidatePIN(pin); err != nil {
 			return err
 		}
 		if err := admin.Unblock(ctx, sn, puk, pin); err != nil {
@@ -110,11 +107,8 @@ func cmdYubiKey(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		pin, err := readNewSecret("PIN")
+		pin, err := readNewPIN()
 		if err != nil {
-			return err
-		}
-		if err := yubikey.ValidatePIN(pin); err != nil {
 			return err
 		}
 		if err := admin.ChangePIN(ctx, sn, old, pin); err != nil {
@@ -190,6 +184,15 @@ func cmdYubiKey(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprint(stderr, yubikeyUsage)
 		return fmt.Errorf("%w: unknown yubikey command %q", errUsage, sub)
 	}
+}
+
+// readNewPIN asks for a new PIN twice and checks it is one a YubiKey takes (6-8 characters).
+func readNewPIN() (string, error) {
+	pin, err := readNewSecret("PIN")
+	if err != nil {
+		return "", err
+	}
+	return pin, yubikey.ValidatePIN(pin)
 }
 
 // managementKey asks for the PIV management key (hex); empty means the factory default.
