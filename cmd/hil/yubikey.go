@@ -192,7 +192,10 @@ func readNewPIN() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return pin, yubikey.ValidatePIN(pin)
+	if err := yubikey.ValidatePIN(pin); err != nil {
+		return "", err
+	}
+	return pin, nil
 }
 
 // managementKey asks for the PIV management key (hex); empty means the factory default.
