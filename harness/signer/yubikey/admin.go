@@ -188,6 +188,14 @@ func (a *Admin) Unblock(ctx context.Context, serial uint32, puk, newPIN string) 
 	if err := checkSecrets([]string{"PUK", "new PIN"}, puk, newPIN); err != nil {
 		return err
 	}
+	return a.withPUK(ctx, serial, "unblocking the PIN", func(s *adminSession) error {
+		return s.yk.Unblock(puk, newPIN)
+	})
+}
+
+// withPUK runs op, which presents the PUK, on the card after the PUK guard allowed it; a PUK
+// error comes back as the PUK's *WrongPINError or *LockedError.
+func (a *Admin) withPUK(ctx context.Context, serial uint32, what string, op func(*adminSession) error) error {
 	reader, err := a.find(ctx, serial)
 	if err != nil {
 		return err
@@ -200,8 +208,8 @@ func (a *Admin) Unblock(ctx context.Context, serial uint32, puk, newPIN string) 
 		return err
 	}
 	defer s.close()
-	if err := s.yk.Unblock(puk, newPIN); err != nil {
-		return fmt.Errorf("YubiKey %d: unblocking the PIN: %w", serial, authError(serial, PUK, err))
+	if err := op(s); err != nil {
+		return fmt.Errorf("YubiKey %d: %s: %w", serial, what, authError(serial, PUK, err))
 	}
 	return nil
 }
@@ -232,22 +240,9 @@ func (a *Admin) ChangePUK(ctx context.Context, serial uint32, oldPUK, newPUK str
 	if err := checkSecrets([]string{"old PUK", "new PUK"}, oldPUK, newPUK); err != nil {
 		return err
 	}
-	reader, err := a.find(ctx, serial)
-	if err != nil {
-		return err
-	}
-	if err := a.guardPUK(reader, serial); err != nil {
-		return err
-	}
-	s, err := openAdmin(reader, serial)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	if err := s.yk.SetPUK(oldPUK, newPUK); err != nil {
-		return fmt.Errorf("YubiKey %d: changing the PUK: %w", serial, authError(serial, PUK, err))
-	}
-	return nil
+	return a.withPUK(ctx, serial, "changing the PUK", func(s *adminSession) error {
+		return s.yk.SetPUK(oldPUK, newPUK)
+	})
 }
 
 // SetRetries sets how many tries the PIN and the PUK get (Yubico SET PIN
