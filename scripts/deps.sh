@@ -12,6 +12,8 @@ command -v pcscd >/dev/null || need+=(pcscd)
 command -v yubico-piv-tool >/dev/null || need+=(yubico-piv-tool)
 [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need+=(vsmartcard-vpcd)
 pkg-config --exists libpcsclite 2>/dev/null || need+=(libpcsclite-dev)
+pkg-config --exists libusb-1.0 2>/dev/null || need+=(libusb-1.0-0-dev)
+command -v sb >/dev/null || need+=(lrzsz)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
