@@ -100,6 +100,7 @@ type Console struct {
 	notify  chan struct{}
 	readErr error
 	last    string // last command sent, for error messages
+	raw     *rawLine // set during Raw: received bytes go there
 }
 
 // New starts a Console on rw. One goroutine reads rw from now on until a
@@ -562,6 +563,13 @@ func (c *Console) received(p []byte) {
 		return
 	}
 	c.rx.Add(int64(len(p)))
+	c.mu.Lock()
+	raw := c.raw
+	c.mu.Unlock()
+	if raw != nil {
+		raw.feed(p)
+		return
+	}
 	c.tr.Record(c.name, Received, p)
 	if c.cursorReply && c.cursorQueried(p) {
 		go c.replyCursor()
