@@ -99,7 +99,7 @@ type Console struct {
 	rxSeq   int64  // bumps on every read, to tell "quiet" from "more came"
 	notify  chan struct{}
 	readErr error
-	last    string // last command sent, for error messages
+	last    string   // last command sent, for error messages
 	raw     *rawLine // set during Raw: received bytes go there
 }
 
