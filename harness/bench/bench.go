@@ -18,6 +18,16 @@ const (
 	DefaultSlot = "9c" // PIV slot of the DAK (seed 001: the CSR Signing Application's slot)
 
 	FamilyACS = "acs"
+	FamilyACK = "ack"
+
+	ACKModeNative   = "native"
+	ACKModeExternal = "external"
+
+	MethodYModem = "ymodem"
+	MethodDFU    = "dfu"
+
+	EnterCommand = "command"
+	EnterStrap   = "strap"
 
 	PowerCommand = "command"
 	PowerSim     = "sim"
@@ -43,8 +53,11 @@ var (
 	pivSlots          = []string{"9a", "9c", "9d", "9e", "82", "83", "84", "85", "86", "87", "88", "89", "8a", "8b",
 		"8c", "8d", "8e", "8f", "90", "91", "92", "93", "94", "95"}
 	attestationModes = []string{"required", "off"}
-	families         = []string{FamilyACS}
-	futureFamilies   = []string{"ack"}
+	families         = []string{FamilyACS, FamilyACK}
+	futureFamilies   = []string{}
+	ackModes         = []string{ACKModeNative, ACKModeExternal}
+	flashMethods     = []string{MethodYModem, MethodDFU}
+	enterModes       = []string{EnterCommand, EnterStrap}
 	powerTypes       = []string{PowerCommand, PowerSim, PowerUSBHub}
 	parities         = []string{"none", "even", "odd", "mark", "space"}
 	stopBits         = []string{"1", "1.5", "2"}
@@ -105,10 +118,12 @@ type ProfileConfig struct {
 // Target is one device on the bench.
 type Target struct {
 	Name    string
-	Family  string // FamilyACS
+	Family  string // FamilyACS or FamilyACK
 	Console Console
 	Power   *Power      // nil: no power control
 	ACS     *ACSOptions // nil: driver defaults
+	ACK     *ACKOptions // family ack only; nil: native mode with defaults
+	Flash   *Flash      // nil: the target is not flashed
 }
 
 // Console says how to reach a target's console: exactly one of Port and
@@ -134,13 +149,70 @@ type USBID struct {
 // Power is a target's power controller.
 type Power struct {
 	Type string // PowerCommand, PowerSim or PowerUSBHub
-	// usb-hub
-	Hub  string // hub location, e.g. "1-1.4"
-	Port int    // 1-based port on that hub
-	// command: templates run by the power package
-	On    string
-	Off   string
-	Cycle string // optional; off then on if empty
+	// usb-hub: the hub location ("1-1.4", as uhubctl -l names it) and port;
+	// command: Port is the {port} of the templates (0: not used)
+	Hub  string
+	Port int
+	// command: templates run with sh -c; {port} and {target} are substituted
+	On, Off string
+	Cycle   string // optional; off, OffTime, on if empty
+	State   string // optional; its output is matched against OnPattern/OffPattern
+	// OnPattern and OffPattern are regexps; defaults "on" and "off"
+	OnPattern, OffPattern string
+	Timeout               time.Duration // command: how long one command may run
+	// sim: the simulator's power socket (<device dir>/power.sock)
+	Socket string
+	// OffTime is how long a cycle keeps the power off (default 2s)
+	OffTime time.Duration
+}
+
+// ACKOptions configures the ACK module driver.
+type ACKOptions struct {
+	Mode            string // ACKModeNative (default) or ACKModeExternal
+	Module          string // model the module must report; empty: any
+	ProductConfig   string // absolute path of the product configuration file
+	BootTimeout     time.Duration
+	ExchangeTimeout time.Duration // one request's answer (before retransmission); default from the baud rate
+	External        *ACKExternal  // required in external mode
+}
+
+// ACKExternal runs the vendor's provisioning tool.
+type ACKExternal struct {
+	// Command is the argv template; {port}, {product_config}, {pin_file},
+	// {target} are substituted in each element.
+	Command []string
+	PINFile string   // absolute path; only the path is handed to the tool
+	Success []string // regexps: at least one must match the tool's output
+	Failure []string // regexps: none may match
+	Timeout time.Duration
+}
+
+// Flash says how a target is flashed.
+type Flash struct {
+	Method    string // MethodYModem or MethodDFU
+	FlashSize int64  // bytes the target's flash holds for one image; 0: not checked
+	// ymodem: how to reach the bootloader and what to type there
+	Enter          string // EnterCommand (default) or EnterStrap
+	EnterCommand   string // shell command that restarts into the bootloader; default "reboot_bootloader"
+	StrapOn        string // strap: commands (sh -c) that set and release the boot strap
+	StrapOff       string
+	Prompt         string // regexp of the bootloader prompt; default "=> $"
+	LoadCommand    string // default "loady"
+	BootCommand    string // default "boot"
+	VersionCommand string // shell command printing the running version; default "fw_version"
+	Timeout        time.Duration
+	// dfu: the device in DFU mode (and in runtime mode, if it has one)
+	DFU *FlashDFU
+}
+
+// FlashDFU finds a USB DFU device.
+type FlashDFU struct {
+	VID, PID   string // 4 lower-case hex digits
+	Serial     string
+	Alt        int
+	Address    uint32 // DfuSe: start address (0: from the image or the memory map)
+	RuntimeVID string // the device before DETACH, if it differs
+	RuntimePID string
 }
 
 // ACSOptions overrides the acs driver's defaults; zero values mean "use

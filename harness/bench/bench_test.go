@@ -73,7 +73,7 @@ func TestParseErrors(t *testing.T) {
 		{"misspelt field", head + "  - name: dut1\n    family: acs\n    consle:\n      port: /dev/ttyUSB0\n",
 			[]string{`lab3.yaml:10: targets[0]: unknown field "consle" (did you mean "console"?)`}},
 		{"unknown field far from any", head + dut1 + "    colour: blue\n",
-			[]string{`lab3.yaml:12: targets[0]: unknown field "colour" (known: name, family, console, power, acs)`}},
+			[]string{`lab3.yaml:12: targets[0]: unknown field "colour" (known: name, family, console, power, acs, ack, flash)`}},
 		{"missing name", head + "  - family: acs\n    console: {port: /dev/ttyS0}\n",
 			[]string{`lab3.yaml:8: targets[0]: missing required field "name"`}},
 		{"name without value", head + "  - name:\n    family: acs\n    console: {port: /dev/ttyS0}\n",
@@ -100,9 +100,28 @@ func TestParseErrors(t *testing.T) {
 		{"usb without pid", head + "  - name: dut1\n    family: acs\n    console:\n      usb: {vid: \"0403\"}\n",
 			[]string{`lab3.yaml:11: targets[0].console.usb: missing required field "pid"`}},
 		{"unknown family", head + "  - name: dut1\n    family: esp32\n    console: {port: /dev/ttyS0}\n",
-			[]string{`lab3.yaml:9: targets[0].family: unknown family "esp32" (supported: acs)`}},
-		{"family not yet", head + "  - name: dut1\n    family: ack\n    console: {port: /dev/ttyS0}\n",
-			[]string{`lab3.yaml:9: targets[0].family: family "ack" is not supported yet (supported: acs)`}},
+			[]string{`lab3.yaml:9: targets[0].family: unknown family "esp32" (supported: acs, ack)`}},
+		{"acs options on an ack target", head + "  - name: dut1\n    family: ack\n    console: {port: /dev/ttyS0}\n    acs: {prompt: x}\n",
+			[]string{`lab3.yaml:11: targets[0].acs: only valid for family acs`}},
+		{"ack external without its section", head + "  - name: dut1\n    family: ack\n    console: {port: /dev/ttyS0}\n    ack: {mode: external}\n",
+			[]string{`lab3.yaml:11: targets[0].ack: mode external needs an "external" section (the vendor tool's command)`}},
+		{"ack external without success patterns", head + "  - name: dut1\n    family: ack\n    console: {port: /dev/ttyS0}\n    ack:\n      mode: external\n      external: {command: [tool, \"{port}\"], failure: ['(']}\n",
+			[]string{
+				"lab3.yaml:13: targets[0].ack.external.failure[0]: not a valid regular expression: error parsing regexp: missing closing ): `(`",
+				`lab3.yaml:13: targets[0].ack.external: missing "success": the patterns in the tool's output that mean it worked (an exit status alone is not trusted)`,
+			}},
+		{"flash problems", head + dut1 + "    flash: {method: serial, flash_size: 4Q, enter: strap, dfu: {vid: 0483, pid: df11}}\n",
+			[]string{
+				`lab3.yaml:12: targets[0].flash.method: unknown flash method "serial" (supported: ymodem, dfu)`,
+				`lab3.yaml:12: targets[0].flash.flash_size: want a size like 1048576, 512K or 4M, got "4Q"`,
+				`lab3.yaml:12: targets[0].flash: enter: strap needs strap_on and strap_off (the commands that set and release the boot strap)`,
+				`lab3.yaml:12: targets[0].flash.dfu: only valid with method dfu`,
+			}},
+		{"power fields of another type", head + dut1 + "    power: {type: sim, socket: s, on: 'relay on', hub: 1-1}\n",
+			[]string{
+				`lab3.yaml:12: targets[0].power.hub: only valid for power type usb-hub`,
+				`lab3.yaml:12: targets[0].power.on: only valid for power type command`,
+			}},
 		{"data bits", head + dut1 + "      data_bits: 9\n",
 			[]string{`lab3.yaml:12: targets[0].console.data_bits: 9 is out of range 5..8`}},
 		{"parity", head + dut1 + "      parity: nine\n",
@@ -194,7 +213,6 @@ func TestParseErrors(t *testing.T) {
 				`lab3.yaml:12: targets[0].console.baud: want an integer, got "fast"`,
 				"lab3.yaml:13: targets[0].acs.prompt: not a valid regular expression: error parsing regexp: missing closing ): `(`",
 				`lab3.yaml:14: targets[1]: missing required field "name"`,
-				`lab3.yaml:14: targets[1].family: family "ack" is not supported yet (supported: acs)`,
 				`lab3.yaml:15: targets[1].console: missing "port" or "usb" (one of them says where the console is)`,
 			}},
 	}
@@ -257,7 +275,7 @@ profile:
 output: /tmp/elsewhere
 defaults: &board
   family: acs
-  power: {type: sim}
+  power: {type: sim, socket: sim/dut.sock}
 targets:
   - <<: *board
     name: a
@@ -277,8 +295,8 @@ targets:
 	if err == nil || !strings.Contains(err.Error(), `lab3.yaml:12: unknown field "defaults"`) {
 		t.Fatalf("want an unknown field error for defaults, got %v", err)
 	}
-	yaml = strings.Replace(yaml, "defaults: &board\n  family: acs\n  power: {type: sim}\ntargets:\n  - <<: *board\n",
-		"targets:\n  - &board\n    family: acs\n    power: {type: sim}\n", 1)
+	yaml = strings.Replace(yaml, "defaults: &board\n  family: acs\n  power: {type: sim, socket: sim/dut.sock}\ntargets:\n  - <<: *board\n",
+		"targets:\n  - &board\n    family: acs\n    power: {type: sim, socket: sim/dut.sock}\n", 1)
 	yaml = strings.Replace(yaml, "  - <<: *board\n    name: b\n    family: acs\n", "  - <<: *board\n    name: b\n", 1)
 	b, err := parse(t, dir, yaml)
 	if err != nil {
@@ -294,10 +312,10 @@ targets:
 			PerDeviceFields: []string{"CN"}, ValidityDays: 1825},
 		Output: "/tmp/elsewhere",
 		Targets: []bench.Target{
-			{Name: "a", Family: "acs", Power: &bench.Power{Type: "sim"},
+			{Name: "a", Family: "acs", Power: &bench.Power{Type: "sim", Socket: filepath.Join(dir, "sim/dut.sock")},
 				Console: bench.Console{USB: &bench.USBID{VID: "0403", PID: "60a1", Serial: "007"}, Baud: 115200, DataBits: 8,
 					Parity: "even", StopBits: "1.5", Reopen: 5 * time.Second}},
-			{Name: "b", Family: "acs", Power: &bench.Power{Type: "sim"},
+			{Name: "b", Family: "acs", Power: &bench.Power{Type: "sim", Socket: filepath.Join(dir, "sim/dut.sock")},
 				Console: bench.Console{Port: "COM3", Baud: 9600, DataBits: 8},
 				ACS:     &bench.ACSOptions{Prompt: `\$ $`, DataDir: "/data/hil", Commands: map[string]string{"reboot": "reboot -f"}}},
 		},
@@ -491,5 +509,82 @@ func TestYubiKeySignerRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(again.Signer, want) {
 		t.Errorf("after Write and Load: %+v", again.Signer)
+	}
+}
+
+func TestParseACKFlashAndPower(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"k.pem", "c.pem", "device.conf", "product.conf", "pin"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yaml := `signer: {type: softdak, key: k.pem, certificate: c.pem}
+profile: {device_conf: device.conf}
+targets:
+  - name: mod1
+    family: ack
+    console: {port: /dev/ttyUSB1}
+    power: {type: command, on: "relay {port} on", off: "relay {port} off", state: "relay {port}", port: 3, on_pattern: "ON", off_time: 500ms, timeout: 5s}
+    ack:
+      mode: external
+      module: MW1
+      product_config: product.conf
+      boot_timeout: 20s
+      external:
+        command: [module-utility, provision, --port, "{port}", --config, "{product_config}", --pin-file, "{pin_file}"]
+        pin_file: pin
+        success: ["Provisioning complete"]
+        failure: ["(?i)error", "FAIL"]
+        timeout: 2m
+  - name: dut1
+    family: acs
+    console: {port: /dev/ttyUSB0}
+    flash: {method: ymodem, flash_size: 4M, enter_command: "reboot -b", prompt: "=> $", timeout: 30s}
+  - name: stm
+    family: acs
+    console: {port: /dev/ttyACM0}
+    flash:
+      method: dfu
+      flash_size: 512K
+      dfu: {vid: "0483", pid: df11, alt: 0, address: "0x08000000", runtime_vid: "1209", runtime_pid: "0001"}
+`
+	b, err := parse(t, dir, yaml)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	wantACK := &bench.ACKOptions{Mode: bench.ACKModeExternal, Module: "MW1", ProductConfig: filepath.Join(dir, "product.conf"),
+		BootTimeout: 20 * time.Second, External: &bench.ACKExternal{
+			Command: []string{"module-utility", "provision", "--port", "{port}", "--config", "{product_config}", "--pin-file", "{pin_file}"},
+			PINFile: filepath.Join(dir, "pin"), Success: []string{"Provisioning complete"}, Failure: []string{"(?i)error", "FAIL"},
+			Timeout: 2 * time.Minute}}
+	if !reflect.DeepEqual(b.Targets[0].ACK, wantACK) {
+		t.Errorf("ack = %+v\nwant %+v", b.Targets[0].ACK, wantACK)
+	}
+	wantPower := &bench.Power{Type: "command", On: "relay {port} on", Off: "relay {port} off", State: "relay {port}", Port: 3,
+		OnPattern: "ON", OffTime: 500 * time.Millisecond, Timeout: 5 * time.Second}
+	if !reflect.DeepEqual(b.Targets[0].Power, wantPower) {
+		t.Errorf("power = %+v\nwant %+v", b.Targets[0].Power, wantPower)
+	}
+	wantY := &bench.Flash{Method: "ymodem", FlashSize: 4 << 20, EnterCommand: "reboot -b", Prompt: "=> $", Timeout: 30 * time.Second}
+	if !reflect.DeepEqual(b.Targets[1].Flash, wantY) {
+		t.Errorf("ymodem flash = %+v\nwant %+v", b.Targets[1].Flash, wantY)
+	}
+	wantD := &bench.Flash{Method: "dfu", FlashSize: 512 << 10, DFU: &bench.FlashDFU{VID: "0483", PID: "df11", Address: 0x08000000,
+		RuntimeVID: "1209", RuntimePID: "0001"}}
+	if !reflect.DeepEqual(b.Targets[2].Flash, wantD) {
+		t.Errorf("dfu flash = %+v / %+v\nwant %+v / %+v", b.Targets[2].Flash, b.Targets[2].Flash.DFU, wantD, wantD.DFU)
+	}
+	// What Marshal writes loads back to the same bench.
+	out, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := bench.Parse(b.Path, out)
+	if err != nil {
+		t.Fatalf("marshalled bench does not load: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(again, b) {
+		t.Errorf("round trip differs:\n%s", out)
 	}
 }

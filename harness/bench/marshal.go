@@ -53,6 +53,8 @@ type fileTarget struct {
 	Console fileConsole `yaml:"console"`
 	Power   *filePower  `yaml:"power,omitempty"`
 	ACS     *fileACS    `yaml:"acs,omitempty"`
+	ACK     *fileACK    `yaml:"ack,omitempty"`
+	Flash   *fileFlash  `yaml:"flash,omitempty"`
 }
 
 type fileConsole struct {
@@ -72,12 +74,60 @@ type fileUSB struct {
 }
 
 type filePower struct {
-	Type  string `yaml:"type"`
-	Hub   string `yaml:"hub,omitempty"`
-	Port  int    `yaml:"port,omitempty"`
-	On    string `yaml:"on,omitempty"`
-	Off   string `yaml:"off,omitempty"`
-	Cycle string `yaml:"cycle,omitempty"`
+	Type       string `yaml:"type"`
+	Hub        string `yaml:"hub,omitempty"`
+	Port       int    `yaml:"port,omitempty"`
+	On         string `yaml:"on,omitempty"`
+	Off        string `yaml:"off,omitempty"`
+	Cycle      string `yaml:"cycle,omitempty"`
+	State      string `yaml:"state,omitempty"`
+	OnPattern  string `yaml:"on_pattern,omitempty"`
+	OffPattern string `yaml:"off_pattern,omitempty"`
+	Timeout    string `yaml:"timeout,omitempty"`
+	Socket     string `yaml:"socket,omitempty"`
+	OffTime    string `yaml:"off_time,omitempty"`
+}
+
+type fileACK struct {
+	Mode            string           `yaml:"mode,omitempty"`
+	Module          string           `yaml:"module,omitempty"`
+	ProductConfig   string           `yaml:"product_config,omitempty"`
+	BootTimeout     string           `yaml:"boot_timeout,omitempty"`
+	ExchangeTimeout string           `yaml:"exchange_timeout,omitempty"`
+	External        *fileACKExternal `yaml:"external,omitempty"`
+}
+
+type fileACKExternal struct {
+	Command []string `yaml:"command"`
+	PINFile string   `yaml:"pin_file,omitempty"`
+	Success []string `yaml:"success"`
+	Failure []string `yaml:"failure,omitempty"`
+	Timeout string   `yaml:"timeout,omitempty"`
+}
+
+type fileFlash struct {
+	Method         string        `yaml:"method"`
+	FlashSize      int64         `yaml:"flash_size,omitempty"`
+	Enter          string        `yaml:"enter,omitempty"`
+	EnterCommand   string        `yaml:"enter_command,omitempty"`
+	StrapOn        string        `yaml:"strap_on,omitempty"`
+	StrapOff       string        `yaml:"strap_off,omitempty"`
+	Prompt         string        `yaml:"prompt,omitempty"`
+	LoadCommand    string        `yaml:"load_command,omitempty"`
+	BootCommand    string        `yaml:"boot_command,omitempty"`
+	VersionCommand string        `yaml:"version_command,omitempty"`
+	Timeout        string        `yaml:"timeout,omitempty"`
+	DFU            *fileFlashDFU `yaml:"dfu,omitempty"`
+}
+
+type fileFlashDFU struct {
+	VID        string `yaml:"vid"`
+	PID        string `yaml:"pid"`
+	Serial     string `yaml:"serial,omitempty"`
+	Alt        int    `yaml:"alt,omitempty"`
+	Address    string `yaml:"address,omitempty"`
+	RuntimeVID string `yaml:"runtime_vid,omitempty"`
+	RuntimePID string `yaml:"runtime_pid,omitempty"`
 }
 
 type fileACS struct {
@@ -192,7 +242,30 @@ func (b *Bench) marshal(dir string) ([]byte, error) {
 			ft.Console.USB = &fileUSB{VID: u.VID, PID: u.PID, Serial: u.Serial}
 		}
 		if pw := t.Power; pw != nil {
-			ft.Power = &filePower{Type: pw.Type, Hub: pw.Hub, Port: pw.Port, On: pw.On, Off: pw.Off, Cycle: pw.Cycle}
+			ft.Power = &filePower{Type: pw.Type, Hub: pw.Hub, Port: pw.Port, On: pw.On, Off: pw.Off, Cycle: pw.Cycle,
+				State: pw.State, OnPattern: pw.OnPattern, OffPattern: pw.OffPattern, Timeout: durationString(pw.Timeout),
+				Socket: relativeTo(dir, pw.Socket), OffTime: durationString(pw.OffTime)}
+		}
+		if a := t.ACK; a != nil {
+			fa := &fileACK{Mode: a.Mode, Module: a.Module, ProductConfig: relativeTo(dir, a.ProductConfig),
+				BootTimeout: durationString(a.BootTimeout), ExchangeTimeout: durationString(a.ExchangeTimeout)}
+			if x := a.External; x != nil {
+				fa.External = &fileACKExternal{Command: x.Command, PINFile: relativeTo(dir, x.PINFile), Success: x.Success,
+					Failure: x.Failure, Timeout: durationString(x.Timeout)}
+			}
+			ft.ACK = fa
+		}
+		if fl := t.Flash; fl != nil {
+			ff := &fileFlash{Method: fl.Method, FlashSize: fl.FlashSize, Enter: fl.Enter, EnterCommand: fl.EnterCommand,
+				StrapOn: fl.StrapOn, StrapOff: fl.StrapOff, Prompt: fl.Prompt, LoadCommand: fl.LoadCommand,
+				BootCommand: fl.BootCommand, VersionCommand: fl.VersionCommand, Timeout: durationString(fl.Timeout)}
+			if d := fl.DFU; d != nil {
+				ff.DFU = &fileFlashDFU{VID: d.VID, PID: d.PID, Serial: d.Serial, Alt: d.Alt, RuntimeVID: d.RuntimeVID, RuntimePID: d.RuntimePID}
+				if d.Address != 0 {
+					ff.DFU.Address = fmt.Sprintf("0x%08x", d.Address)
+				}
+			}
+			ft.Flash = ff
 		}
 		if a := t.ACS; a != nil {
 			ft.ACS = &fileACS{

@@ -621,7 +621,7 @@ func (p *parser) targets(top *fields) []Target {
 			p.add(item.Line, path, ErrType, nil, "want a mapping, got nothing")
 			continue
 		}
-		f := p.mapping(item, path, []string{"name", "family", "console", "power", "acs"})
+		f := p.mapping(item, path, []string{"name", "family", "console", "power", "acs", "ack", "flash"})
 		if f == nil {
 			continue
 		}
@@ -650,6 +650,8 @@ func (p *parser) targets(top *fields) []Target {
 		t.Console = p.console(f, path, consoles)
 		t.Power = p.power(f, path)
 		t.ACS = p.acs(f, path, t.Family)
+		t.ACK = p.ack(f, path, t.Family)
+		t.Flash = p.flash(f, path)
 		out = append(out, t)
 	}
 	return out
@@ -735,7 +737,8 @@ func (p *parser) usb(f *fields) *USBID {
 
 func (p *parser) power(top *fields, tpath string) *Power {
 	path := tpath + ".power"
-	f := top.sub("power", []string{"type", "hub", "port", "on", "off", "cycle"})
+	all := []string{"type", "hub", "port", "on", "off", "cycle", "state", "on_pattern", "off_pattern", "timeout", "socket", "off_time"}
+	f := top.sub("power", all)
 	if f == nil {
 		return nil
 	}
@@ -748,12 +751,18 @@ func (p *parser) power(top *fields, tpath string) *Power {
 	pw.Type = typ
 	// Fields of the other types are mistakes, not harmless extras: a
 	// "hub" under type command would silently do nothing.
-	belongs := map[string]string{"hub": PowerUSBHub, "port": PowerUSBHub, "on": PowerCommand, "off": PowerCommand, "cycle": PowerCommand}
-	for _, name := range []string{"hub", "port", "on", "off", "cycle"} {
-		if k, ok := f.keys[name]; ok && typ != "" && belongs[name] != typ {
-			p.add(k.Line, join(path, name), ErrInvalid, nil, "only valid for power type %s", belongs[name])
+	belongs := map[string][]string{
+		"hub": {PowerUSBHub}, "port": {PowerUSBHub, PowerCommand},
+		"on": {PowerCommand}, "off": {PowerCommand}, "cycle": {PowerCommand}, "state": {PowerCommand},
+		"on_pattern": {PowerCommand}, "off_pattern": {PowerCommand}, "timeout": {PowerCommand},
+		"socket": {PowerSim},
+	}
+	for _, name := range all {
+		if k, ok := f.keys[name]; ok && typ != "" && belongs[name] != nil && !slices.Contains(belongs[name], typ) {
+			p.add(k.Line, join(path, name), ErrInvalid, nil, "only valid for power type %s", strings.Join(belongs[name], ", "))
 		}
 	}
+	pw.OffTime = f.duration("off_time")
 	switch typ {
 	case PowerUSBHub:
 		pw.Hub, _ = f.reqStr("hub")
@@ -764,8 +773,190 @@ func (p *parser) power(top *fields, tpath string) *Power {
 		pw.On, _ = f.reqStr("on")
 		pw.Off, _ = f.reqStr("off")
 		pw.Cycle, _ = f.str("cycle")
+		pw.State, _ = f.str("state")
+		pw.Port = f.int("port", 0, 0, 1<<16)
+		pw.Timeout = f.duration("timeout")
+		for _, x := range []struct {
+			name string
+			dst  *string
+		}{{"on_pattern", &pw.OnPattern}, {"off_pattern", &pw.OffPattern}} {
+			if s, v := f.str(x.name); v != nil {
+				if _, err := regexp.Compile(s); err != nil || s == "" {
+					p.add(v.Line, join(path, x.name), ErrInvalid, err, "want a non-empty regular expression, got %q", s)
+					continue
+				}
+				*x.dst = s
+			}
+		}
+	case PowerSim:
+		if s, v := f.reqStr("socket"); v != nil {
+			pw.Socket = p.path(s)
+		}
 	}
 	return pw
+}
+
+func (p *parser) ack(top *fields, tpath, family string) *ACKOptions {
+	path := tpath + ".ack"
+	n := top.get("ack")
+	if n != nil && family != "" && family != FamilyACK {
+		p.add(n.Line, path, ErrInvalid, nil, "only valid for family ack")
+		return nil
+	}
+	f := top.sub("ack", []string{"mode", "module", "product_config", "boot_timeout", "exchange_timeout", "external"})
+	if f == nil {
+		return nil
+	}
+	o := &ACKOptions{Mode: ACKModeNative}
+	if m := f.enum("mode", ackModes); m != "" {
+		o.Mode = m
+	}
+	o.Module, _ = f.str("module")
+	if s, v := f.str("product_config"); v != nil {
+		o.ProductConfig = p.existingFile(v, path+".product_config", s)
+	}
+	o.BootTimeout = f.duration("boot_timeout")
+	o.ExchangeTimeout = f.duration("exchange_timeout")
+	ef := f.sub("external", []string{"command", "pin_file", "success", "failure", "timeout"})
+	switch {
+	case o.Mode == ACKModeExternal && ef == nil:
+		if !f.suggested["external"] {
+			p.add(f.line, path, ErrMissingField, nil, "mode external needs an \"external\" section (the vendor tool's command)")
+		}
+	case o.Mode != ACKModeExternal && ef != nil:
+		p.add(f.keys["external"].Line, path+".external", ErrInvalid, nil, "only valid with mode external")
+	case ef != nil:
+		x := &ACKExternal{}
+		if f.keys["external"] != nil && ef.required("command") != nil {
+			x.Command, _ = ef.strList("command")
+			if len(x.Command) == 0 {
+				p.add(ef.get("command").Line, path+".external.command", ErrInvalid, nil, "want the tool and its arguments as a list, e.g. [module-utility, provision, --port, \"{port}\"]")
+			}
+		}
+		if s, v := ef.str("pin_file"); v != nil {
+			x.PINFile = p.existingFile(v, path+".external.pin_file", s)
+		}
+		for _, l := range []struct {
+			name string
+			dst  *[]string
+		}{{"success", &x.Success}, {"failure", &x.Failure}} {
+			list, nodes := ef.strList(l.name)
+			for i, s := range list {
+				if _, err := regexp.Compile(s); err != nil {
+					p.add(nodes[i].Line, index(path+".external."+l.name, i), ErrInvalid, err, "not a valid regular expression: %v", err)
+					continue
+				}
+				*l.dst = append(*l.dst, s)
+			}
+		}
+		if len(x.Success) == 0 && ef.get("success") == nil {
+			p.add(ef.line, path+".external", ErrMissingField, nil, "missing \"success\": the patterns in the tool's output that mean it worked (an exit status alone is not trusted)")
+		}
+		x.Timeout = ef.duration("timeout")
+		o.External = x
+	}
+	return o
+}
+
+func (p *parser) flash(top *fields, tpath string) *Flash {
+	path := tpath + ".flash"
+	f := top.sub("flash", []string{"method", "flash_size", "enter", "enter_command", "strap_on", "strap_off", "prompt",
+		"load_command", "boot_command", "version_command", "timeout", "dfu"})
+	if f == nil {
+		return nil
+	}
+	fl := &Flash{}
+	if m, v := f.reqStr("method"); v != nil {
+		if !slices.Contains(flashMethods, m) {
+			p.add(v.Line, path+".method", ErrInvalid, nil, "unknown flash method %q (supported: %s)", m, strings.Join(flashMethods, ", "))
+		}
+		fl.Method = m
+	}
+	if s, v := f.str("flash_size"); v != nil {
+		n, err := parseSize(s)
+		if err != nil {
+			p.add(v.Line, path+".flash_size", ErrInvalid, err, "want a size like 1048576, 512K or 4M, got %q", s)
+		}
+		fl.FlashSize = n
+	}
+	fl.Enter = f.enum("enter", enterModes)
+	fl.EnterCommand, _ = f.str("enter_command")
+	fl.StrapOn, _ = f.str("strap_on")
+	fl.StrapOff, _ = f.str("strap_off")
+	if fl.Enter == EnterStrap && (fl.StrapOn == "" || fl.StrapOff == "") {
+		p.add(f.line, path, ErrMissingField, nil, "enter: strap needs strap_on and strap_off (the commands that set and release the boot strap)")
+	}
+	if s, v := f.str("prompt"); v != nil {
+		if _, err := regexp.Compile(s); err != nil || s == "" {
+			p.add(v.Line, path+".prompt", ErrInvalid, err, "want a non-empty regular expression, got %q", s)
+		} else {
+			fl.Prompt = s
+		}
+	}
+	fl.LoadCommand, _ = f.str("load_command")
+	fl.BootCommand, _ = f.str("boot_command")
+	fl.VersionCommand, _ = f.str("version_command")
+	fl.Timeout = f.duration("timeout")
+	df := f.sub("dfu", []string{"vid", "pid", "serial", "alt", "address", "runtime_vid", "runtime_pid"})
+	switch {
+	case fl.Method == MethodDFU && df == nil:
+		if !f.suggested["dfu"] {
+			p.add(f.line, path, ErrMissingField, nil, "method dfu needs a \"dfu\" section (vid and pid of the device in DFU mode)")
+		}
+	case fl.Method != MethodDFU && df != nil:
+		p.add(f.keys["dfu"].Line, path+".dfu", ErrInvalid, nil, "only valid with method dfu")
+	case df != nil:
+		d := &FlashDFU{}
+		if id := p.usb(df); id != nil {
+			d.VID, d.PID, d.Serial = id.VID, id.PID, id.Serial
+		}
+		d.Alt = df.int("alt", 0, 0, 255)
+		if s, v := df.str("address"); v != nil {
+			a, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(s), "0x"), 16, 32)
+			if err != nil {
+				p.add(v.Line, path+".dfu.address", ErrInvalid, err, "want a 32-bit hex address like 0x08000000, got %q", s)
+			}
+			d.Address = uint32(a)
+		}
+		for _, x := range []struct {
+			name string
+			dst  *string
+		}{{"runtime_vid", &d.RuntimeVID}, {"runtime_pid", &d.RuntimePID}} {
+			if s, v := df.str(x.name); v != nil {
+				h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+				if !hex4.MatchString(h) {
+					p.add(v.Line, path+".dfu."+x.name, ErrInvalid, nil, "want 4 hex digits like \"0483\", got %q", s)
+					continue
+				}
+				*x.dst = strings.ToLower(h)
+			}
+		}
+		fl.DFU = d
+	}
+	return fl
+}
+
+// parseSize reads a byte count with an optional K, M or G suffix (powers of 1024).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult, t = 1<<10, strings.TrimSuffix(t, "K")
+	case strings.HasSuffix(t, "M"):
+		mult, t = 1<<20, strings.TrimSuffix(t, "M")
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1<<30, strings.TrimSuffix(t, "G")
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%d%s is out of range", n, s[len(t):])
+	}
+	return n * mult, nil
 }
 
 var dataDir = regexp.MustCompile(`^/[A-Za-z0-9_./-]*$`)
