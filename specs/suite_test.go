@@ -21,7 +21,7 @@ import (
 	"hilbench/harness/pki"
 	"hilbench/harness/signer/agent"
 	"hilbench/harness/station"
-	"hilbench/targets/acs/simbench"
+	"hilbench/targets/simbench"
 )
 
 var (

@@ -15,7 +15,7 @@ import (
 	"hilbench/harness/bench"
 	"hilbench/harness/report"
 	"hilbench/targets/acs/sim"
-	"hilbench/targets/acs/simbench"
+	"hilbench/targets/simbench"
 )
 
 func lastReport(t *testing.T, out, command string) *report.Report {

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"hilbench/targets/acs/simbench"
+	"hilbench/targets/simbench"
 )
 
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -16,7 +16,7 @@ import (
 	"hilbench/harness/console"
 	"hilbench/harness/station"
 	"hilbench/targets/acs"
-	"hilbench/targets/acs/simbench"
+	"hilbench/targets/simbench"
 )
 
 // busybox starts a plain `busybox sh -i` on a pty: no simulator, just the shell a device runs, so
