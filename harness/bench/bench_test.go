@@ -366,8 +366,15 @@ func TestLoadFixture(t *testing.T) {
 	if dut1.ACS.BootTimeout != time.Minute || dut1.ACS.Commands["get_csr"] != "ace hal dha get_field 0x201" {
 		t.Errorf("dut1.ACS = %+v", dut1.ACS)
 	}
+	if dut1.Flash == nil || dut1.Flash.Method != bench.MethodYModem || dut1.Flash.FlashSize != 16<<20 || dut1.Power.Port != 3 {
+		t.Errorf("dut1 flash/power = %+v %+v", dut1.Flash, dut1.Power)
+	}
+	m2, _ := b.Target("module2")
+	if m2.ACK == nil || m2.ACK.External == nil || !filepath.IsAbs(m2.ACK.External.PINFile) || m2.ACK.External.Timeout != 2*time.Minute {
+		t.Errorf("module2.ACK = %+v", m2.ACK)
+	}
 	_, err = b.Target("dut3")
-	if !errors.Is(err, bench.ErrUnknownTarget) || !strings.Contains(err.Error(), "(targets: dut1, dut2)") {
+	if !errors.Is(err, bench.ErrUnknownTarget) || !strings.Contains(err.Error(), "(targets: dut1, dut2, module1, module2)") {
 		t.Errorf("Target(dut3) = %v", err)
 	}
 }
