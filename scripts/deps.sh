@@ -14,6 +14,8 @@ command -v yubico-piv-tool >/dev/null || need+=(yubico-piv-tool)
 pkg-config --exists libpcsclite 2>/dev/null || need+=(libpcsclite-dev)
 pkg-config --exists libusb-1.0 2>/dev/null || need+=(libusb-1.0-0-dev)
 command -v sb >/dev/null || need+=(lrzsz)
+command -v umockdev-run >/dev/null || need+=(umockdev)
+command -v dfu-suffix >/dev/null || need+=(dfu-util)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
