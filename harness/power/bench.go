@@ -1,0 +1,33 @@
+package power
+
+import (
+	"fmt"
+
+	"hilbench/harness/bench"
+)
+
+// ConfigFromBench maps a bench target's power section onto Config.
+func ConfigFromBench(t *bench.Target) (Config, error) {
+	p := t.Power
+	if p == nil {
+		return Config{}, fmt.Errorf("target %s has no power section in the bench file", t.Name)
+	}
+	return Config{
+		Type: p.Type, On: p.On, Off: p.Off, Cycle: p.Cycle, State: p.State,
+		OnPattern: p.OnPattern, OffPattern: p.OffPattern, Port: p.Port, Target: t.Name,
+		Socket: p.Socket, Hub: p.Hub, OffTime: p.OffTime, Timeout: p.Timeout,
+	}, nil
+}
+
+// ForTarget opens a bench target's power control. Close a usb-hub backend through io.Closer.
+func ForTarget(t *bench.Target) (Power, error) {
+	cfg, err := ConfigFromBench(t)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := Open(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: power: %w", t.Name, err)
+	}
+	return pw, nil
+}
