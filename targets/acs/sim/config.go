@@ -62,8 +62,15 @@ type Config struct {
 	// BootDelay is the time from reset or power-on to the first byte of the
 	// boot banner; 0 means DefaultBootDelay, < 0 means no delay.
 	BootDelay time.Duration
-	// Firmware is the version string shown in the boot banner.
+	// Firmware is the version of the built-in image slot A holds when the
+	// device's fw/ storage is created (first Start on a Dir); a device
+	// flashed since keeps its slots. The banner and fw_version show the
+	// version of the slot that booted. Printable ASCII without spaces.
 	Firmware string
+	// BootloaderStrap is the initial state of the boot strap (a jumper):
+	// while set, power-on and reset enter the boot ROM's command line
+	// instead of booting the firmware. See Device.SetBootStrap.
+	BootloaderStrap bool
 	// Busybox and OpenSSL are the real tools the firmware is made of.
 	Busybox string
 	OpenSSL string
@@ -105,6 +112,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Firmware == "" {
 		c.Firmware = DefaultFirmware
+	}
+	for _, r := range c.Firmware {
+		if r <= ' ' || r > '~' {
+			return c, fmt.Errorf("config: Firmware %q: printable ASCII without spaces only", c.Firmware)
+		}
 	}
 	if c.Busybox == "" {
 		c.Busybox = DefaultBusybox

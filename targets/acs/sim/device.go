@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -39,10 +40,11 @@ type Device struct {
 	portName string   // /dev/pts/N of A's slave
 	chunk    int
 
-	reqs chan request
-	ctl  chan ctlMsg
-	done chan struct{} // closed when the supervisor has stopped
-	wg   sync.WaitGroup
+	reqs  chan request
+	ctl   chan ctlMsg
+	blReq chan blMsg
+	done  chan struct{} // closed when the supervisor has stopped
+	wg    sync.WaitGroup
 
 	txMu sync.Mutex // serialises writers of the device->harness line
 	tx   pacer      // guarded by txMu
@@ -52,6 +54,11 @@ type Device struct {
 	powered  bool
 	gen      uint64 // bumped at every power cut: output of older sessions is dropped
 	sess     *session
+	bl       *bootloader // the boot ROM's command line while it runs
+	strap    bool        // boot strap: enter the boot ROM at power-on and reset
+	blNext   bool        // reboot_bootloader: enter the boot ROM at the next boot
+	running  string      // version of the firmware running now, "" if none
+	runSlot  string      // slot it was booted from
 	boots    int
 	bootedAt time.Time
 	silent   bool
@@ -93,6 +100,7 @@ func Start(cfg Config) (*Device, error) {
 		rx:    newPacer(cfg.Baud),
 		reqs:  make(chan request),
 		ctl:   make(chan ctlMsg),
+		blReq: make(chan blMsg),
 		done:  make(chan struct{}),
 	}
 	seed := cfg.Seed
@@ -100,6 +108,7 @@ func Start(cfg Config) (*Device, error) {
 		seed = rand.Uint64()
 	}
 	d.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	d.strap = cfg.BootloaderStrap
 
 	if d.lockFile, err = d.l.lockDir(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", cfg.Name, err)
@@ -193,7 +202,8 @@ func (d *Device) Powered() bool {
 	return d.powered
 }
 
-// Boots counts the boots since Start (the first one included).
+// Boots counts the firmware boots since Start (the first one included);
+// entering the boot ROM's command line is not counted.
 func (d *Device) Boots() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -374,7 +384,7 @@ func (d *Device) supervise() {
 
 	for {
 		d.mu.Lock()
-		s := d.sess
+		s, bl := d.sess, d.bl
 		d.mu.Unlock()
 		var exited <-chan struct{}
 		if s != nil {
@@ -395,6 +405,12 @@ func (d *Device) supervise() {
 				if s != nil {
 					d.endSession(s, false)
 				}
+				if bl != nil {
+					d.endBootloader(bl)
+				}
+				d.mu.Lock()
+				d.running, d.runSlot, d.blNext = "", "", false
+				d.mu.Unlock()
 				d.logf("%s: power off", d.cfg.Name)
 				r.reply <- nil
 			case reqPowerOn:
@@ -412,6 +428,9 @@ func (d *Device) supervise() {
 				if s != nil {
 					d.endSession(s, false)
 				}
+				if bl != nil {
+					d.endBootloader(bl)
+				}
 				r.reply <- nil
 				return
 			}
@@ -421,12 +440,32 @@ func (d *Device) supervise() {
 				continue // from a session that is already gone
 			}
 			switch m.action {
-			case "reboot", "factory_reset":
+			case "reboot", "factory_reset", "reboot_bootloader":
+				if m.action == "reboot_bootloader" {
+					d.mu.Lock()
+					d.blNext = true
+					d.mu.Unlock()
+				}
 				if err := d.restart(m.action == "factory_reset"); err == nil {
 					schedule(d.cfg.BootDelay, false)
 				}
 			default:
 				d.logf("%s: unknown control request %q", d.cfg.Name, m.action)
+			}
+
+		case m := <-d.blReq:
+			if m.bl != bl {
+				continue
+			}
+			d.endBootloader(bl)
+			switch m.action {
+			case "boot":
+				d.mu.Lock()
+				g := d.gen
+				d.mu.Unlock()
+				d.bootFirmware(g)
+			case "reset":
+				schedule(d.cfg.BootDelay, false)
 			}
 
 		case <-exited:
@@ -449,7 +488,7 @@ func (d *Device) supervise() {
 // schedules the boot.
 func (d *Device) restart(wipe bool) error {
 	d.mu.Lock()
-	on, s := d.powered, d.sess
+	on, s, bl := d.powered, d.sess, d.bl
 	d.mu.Unlock()
 	if !on {
 		return ErrPoweredOff
@@ -458,7 +497,15 @@ func (d *Device) restart(wipe bool) error {
 		d.endSession(s, true)
 	}
 	var msg []byte
-	msg = append(msg, "\r\nThe system is going down NOW!\r\nSent SIGTERM to all processes\r\nSent SIGKILL to all processes\r\n"...)
+	if bl != nil {
+		d.endBootloader(bl)
+		msg = append(msg, "resetting ...\r\n"...)
+	} else {
+		msg = append(msg, "\r\nThe system is going down NOW!\r\nSent SIGTERM to all processes\r\nSent SIGKILL to all processes\r\n"...)
+	}
+	d.mu.Lock()
+	d.running, d.runSlot = "", ""
+	d.mu.Unlock()
 	if wipe {
 		if err := emptyDir(d.l.data); err != nil {
 			d.fail(fmt.Errorf("factory reset: %w", err))
@@ -479,7 +526,8 @@ func (d *Device) restart(wipe bool) error {
 	return nil
 }
 
-// boot runs the board from reset to the console shell.
+// boot runs the board from reset: into the boot ROM's command line when the
+// strap is set or reboot_bootloader asked for it, else to the console shell.
 func (d *Device) boot() {
 	d.mu.Lock()
 	if !d.powered {
@@ -487,16 +535,58 @@ func (d *Device) boot() {
 		return
 	}
 	g := d.gen
-	d.boots++
-	n := d.boots
-	d.bootedAt = time.Now()
+	toROM := d.strap || d.blNext
+	d.blNext = false
 	d.mu.Unlock()
 
 	if err := d.l.prepareBoot(); err != nil {
 		d.fail(fmt.Errorf("boot: %w", err))
 	}
-	d.send(d.banner(n), g)
-	d.logf("%s: boot %d", d.cfg.Name, n)
+	if toROM {
+		d.enterBootloader(g)
+		return
+	}
+	d.bootFirmware(g)
+}
+
+// bootFirmware boots the active slot (or the other one if the active one is
+// invalid) up to the console shell. With no valid slot the board stays in
+// the boot ROM.
+func (d *Device) bootFirmware(g uint64) {
+	si, fallback, ok := d.l.pickSlot()
+	if !ok {
+		d.send([]byte("\r\nboot: no valid firmware in slot A or B, staying in the boot ROM\r\n"), g)
+		d.logf("%s: no valid firmware slot", d.cfg.Name)
+		d.enterBootloader(g)
+		return
+	}
+	var pre []byte
+	if fallback {
+		bad := otherSlot(si.name)
+		pre = fmt.Appendf(nil, "\r\nboot: slot %s invalid, booting slot %s", bad, si.name)
+		d.logf("%s: slot %s invalid (%v), booting slot %s", d.cfg.Name, bad, d.l.readSlot(bad).why, si.name)
+		// The good slot becomes the active one, so that the next loady
+		// writes over the broken slot, never over the one that runs.
+		if err := d.l.setActive(si.name); err != nil {
+			d.fail(fmt.Errorf("boot: %w", err))
+		}
+	}
+	if err := writeFileAtomic(d.l.running, []byte(si.version+"\n"), 0o644); err != nil {
+		d.fail(fmt.Errorf("boot: %w", err))
+	}
+	d.mu.Lock()
+	if !d.powered || d.gen != g {
+		d.mu.Unlock()
+		return
+	}
+	d.boots++
+	n := d.boots
+	d.bootedAt = time.Now()
+	d.running, d.runSlot = si.version, si.name
+	d.mu.Unlock()
+
+	d.send(append(pre, d.banner(n, si.version, si.name)...), g)
+	d.logf("%s: boot %d (slot %s, firmware %s)", d.cfg.Name, n, si.name, si.version)
 	d.startShell()
 }
 
@@ -537,11 +627,12 @@ func (d *Device) klog(msg string) string {
 }
 
 // banner is what boot loader and kernel print before the console shell.
-func (d *Device) banner(boot int) []byte {
+func (d *Device) banner(boot int, version, slot string) []byte {
 	return fmt.Appendf(nil, "\r\n"+
 		"U-Boot 2021.04-acs (hilbench ACS simulator)\r\n"+
 		"\r\n"+
 		"DRAM:  512 MiB\r\n"+
+		"Boot:  slot %s\r\n"+
 		"Hit any key to stop autoboot:  0 \r\n"+
 		"Starting kernel ...\r\n"+
 		"\r\n"+
@@ -551,7 +642,7 @@ func (d *Device) banner(boot int) []byte {
 		"[    1.204410] Run /sbin/init as init process\r\n"+
 		"\r\n"+
 		"ACS firmware %s (%s)\r\n",
-		d.cfg.Name, d.cfg.Firmware, boot, d.cfg.Firmware, d.cfg.Name)
+		slot, d.cfg.Name, version, boot, version, d.cfg.Name)
 }
 
 // send puts p on the device->harness line at the line rate, with the line's
@@ -638,11 +729,11 @@ func (d *Device) pumpIn() {
 			d.rx.transmit(k)
 			mismatch := d.speedMismatch()
 			d.mu.Lock()
-			s := d.sess
+			s, bl := d.sess, d.bl
 			if !d.powered {
-				s = nil
+				s, bl = nil, nil
 			}
-			if s != nil && mismatch {
+			if (s != nil || bl != nil) && mismatch {
 				garbled := make([]byte, len(chunk))
 				for i := range garbled {
 					garbled[i] = d.garbage()
@@ -650,6 +741,13 @@ func (d *Device) pumpIn() {
 				chunk = garbled
 			}
 			d.mu.Unlock()
+			if bl != nil {
+				select {
+				case bl.in <- bytes.Clone(chunk):
+				case <-bl.quit:
+				}
+				continue
+			}
 			if s == nil {
 				continue
 			}

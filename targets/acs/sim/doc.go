@@ -34,6 +34,8 @@
 //	ace hal dha get_field 0x202    print the stored chain exactly as stored
 //	reboot                         restart the board
 //	factory_reset                  wipe /data (data/) and restart
+//	reboot_bootloader              restart the board into the boot ROM's command line
+//	fw_version                     print the running firmware version (one line)
 //
 // set_cert refuses (exit 1, "ace: dha: set_cert: ..." on stderr) a file that
 // is not only CERTIFICATE PEM blocks, holds fewer than 2 certificates, has a
@@ -52,11 +54,18 @@
 //	        driver's data_dir must point at DataDir
 //	root/   HOME and working directory of the shell
 //	tmp/    the device's /tmp, emptied at every boot
+//	fw/     firmware slots: slot_a.img, slot_b.img and state ("active=A"
+//	        or "active=B", written atomically: temp, fsync, rename); never
+//	        touched by factory reset, and flashing touches nothing else
 //	bin/ etc/ run/ faults/   firmware, product profile, control FIFO, faults
+//	        (run/fw_version: the version the last boot started)
+//	power.sock   the power switch, while ServePower serves it
 //	tty     symlink to the port
 //
-// Starting a device on an existing Dir keeps dha/ and data/, so a provisioned
-// device stays provisioned across simulator restarts. Close removes nothing.
+// Starting a device on an existing Dir keeps dha/, data/ and fw/, so a
+// provisioned or flashed device stays so across simulator restarts. Close
+// removes nothing. On the first Start, slot A gets a built-in image of
+// Config.Firmware and is active; slot B is empty.
 //
 // Power. Reboot (and the reboot command) kills the shell and everything it
 // started, prints "... reboot: Restarting system.", and after
@@ -65,6 +74,67 @@
 // kills everything at once and prints nothing; input while off is lost.
 // PowerOn boots. A shell that exits by itself (exit, ^D) is respawned, as
 // init would, without a reboot.
+//
+// # Firmware slots and the boot ROM
+//
+// Image format (what the simulated boot ROM accepts; BuildImage makes one):
+//
+//	HILSIM-FW version=<version>\n    first line; version printable ASCII, no spaces
+//	<payload>                          any bytes
+//	<SHA-256>                          the last 32 bytes: SHA-256 of everything before them
+//
+// Anything else (no header line, too short, digest mismatch, torn) is
+// invalid. A normal boot starts the active slot; if it is invalid and the
+// other one is valid, the banner says "boot: slot A invalid, booting slot B"
+// and the other slot becomes the active one (so the next loady overwrites the
+// broken slot). With no valid slot the board prints "boot: no valid firmware
+// in slot A or B, staying in the boot ROM" and enters the boot ROM. The
+// banner shows "Boot:  slot X" and "ACS firmware <version of that slot>".
+//
+// The boot ROM's command line is entered at power-on or reset while the
+// boot strap is set (Config.BootloaderStrap, Device.SetBootStrap: a jumper
+// that stays until cleared), once after reboot_bootloader, or when no slot is
+// valid. It prints "\r\nHILSIM boot ROM 1.0\r\n" and the prompt "=> ",
+// echoes what is typed (BS/DEL erase, ^C drops the line, CR, LF or CR LF ends
+// it) and knows:
+//
+//	loady    receive an image by YMODEM into the inactive slot
+//	slots    "A: version=<v|-> size=<n> sha256=<hex> valid=<yes|no>[ active]", then B
+//	boot     boot the active slot (the strap is ignored)
+//	reset    "resetting ..." and reset (with the strap set: the boot ROM again)
+//	version  "HILSIM boot ROM 1.0"
+//	help     the list
+//
+// and answers anything else with "Unknown command '<x>' - try 'help'".
+//
+// loady prints "## Ready for binary (ymodem) download to slot B at <Baud>
+// bps..." (Baud as configured, 0 = unlimited) and receives one file in a
+// YMODEM batch: 'C' once a second until a sender answers (60 s, then "##
+// Aborted: no sender"); 128- and 1024-byte blocks with CRC-16/XMODEM; a bad
+// block is NAKed, a repeated block ACKed and dropped, a block out of sequence
+// cancels (CAN CAN); the first EOT is NAKed, the second ACKed; the batch ends
+// with an empty header. The file is cut to the size in its header and written
+// into the inactive slot as blocks arrive (a power cut leaves that slot torn;
+// the active slot and the state file are untouched). CAN CAN from the sender
+// ("## Aborted by sender") and 10 s without a byte ("## Aborted: timeout",
+// after CAN CAN) abort. After the batch the boot ROM waits until the line has
+// been quiet for 0.5 s (senders such as lrzsz's sb read and flush what
+// arrives right after their last ACK), then prints
+//
+//	## Total Size      = 0x<hex8> = <n> Bytes
+//	## SHA-256        = <hex of the received bytes>
+//
+// and either "## Slot B: version <v> installed, active" (the state file now
+// names the slot) or "## Image invalid: <why>" (the previous slot stays
+// active), then the prompt. Aborts print "## Aborted...", after the line is
+// quiet, and no report.
+//
+// A reset in the boot ROM (Reboot, the reset command) prints "resetting ..."
+// instead of the shell's shutdown messages; Boots counts firmware boots only.
+//
+// RunningVersion, RunningSlot, ActiveSlot, InBootloader and SlotPath expose
+// this state to tests; ServePower serves PowerOn/PowerOff on <Dir>/power.sock
+// (package simpower's protocol).
 //
 // # Faults
 //

@@ -44,14 +44,14 @@ func startDevice(t *testing.T, mod func(*Config)) *Device {
 }
 
 type console struct {
-	t      *testing.T
+	t      testing.TB
 	port   serial.Port
 	prompt string
 	buf    []byte // received, not yet consumed, cursor queries removed
 }
 
 // openConsole opens the device's port as the harness would open a real one.
-func openConsole(t *testing.T, d *Device, baud int) *console {
+func openConsole(t testing.TB, d *Device, baud int) *console {
 	t.Helper()
 	p, err := serial.Open(d.PortPath(), &serial.Mode{BaudRate: baud})
 	if err != nil {

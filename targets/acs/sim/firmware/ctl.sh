@@ -1,4 +1,4 @@
-# reboot / factory_reset: ask the board's reset controller (the simulator, via
+# reboot / factory_reset / reboot_bootloader: ask the board's reset controller (the simulator, via
 # the FIFO $CTL) to act. The sim writes a header above this with BB, CTL and
 # ACTION. Options (reboot -f, -d N, -n) are accepted and ignored.
 
