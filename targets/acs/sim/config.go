@@ -27,11 +27,17 @@ const (
 	// FaultNoPrompt: shells started after the next boot run with an empty PS1,
 	// so the console shows no prompt at all.
 	FaultNoPrompt = "no_prompt"
+	// FaultLoadyAbort: the next `loady` gives up half-way through the image (CAN CAN and an
+	// "## Aborted" line), once; the fault then clears itself.
+	FaultLoadyAbort = "loady_abort"
+	// FaultNoBootloader: `reboot_bootloader` reboots into the firmware instead of the boot ROM.
+	FaultNoBootloader = "no_bootloader"
 )
 
 // AllFaults returns every fault name SetFault accepts.
 func AllFaults() []string {
-	return []string{FaultCSRTruncated, FaultCSRMissing, FaultSetCertReject, FaultChainCorrupt, FaultNoPrompt}
+	return []string{FaultCSRTruncated, FaultCSRMissing, FaultSetCertReject, FaultChainCorrupt, FaultNoPrompt,
+		FaultLoadyAbort, FaultNoBootloader}
 }
 
 // Defaults for the zero values of Config.

@@ -320,6 +320,11 @@ func (d *Device) SetFault(name string, on bool) error {
 // FaultOn reports whether a device-side fault is set.
 func (d *Device) FaultOn(name string) bool { return d.faultOn(name) }
 
+// takeFault reports whether a one-shot fault is set, and clears it.
+func (d *Device) takeFault(name string) bool {
+	return os.Remove(filepath.Join(d.l.faults, name)) == nil
+}
+
 func (d *Device) faultOn(name string) bool {
 	_, err := os.Stat(filepath.Join(d.l.faults, name))
 	return err == nil
@@ -441,7 +446,7 @@ func (d *Device) supervise() {
 			}
 			switch m.action {
 			case "reboot", "factory_reset", "reboot_bootloader":
-				if m.action == "reboot_bootloader" {
+				if m.action == "reboot_bootloader" && !d.faultOn(FaultNoBootloader) {
 					d.mu.Lock()
 					d.blNext = true
 					d.mu.Unlock()

@@ -264,6 +264,11 @@ func (b *bootloader) receive(path string) (res rxResult, err error) {
 			}
 			switch p.num {
 			case want:
+				// One-shot fault: the receiver gives up half-way, as a bootloader whose flash
+				// erase timed out would.
+				if cur.size > 0 && cur.written >= cur.size/2 && b.d.takeFault(FaultLoadyAbort) {
+					return cancel("flash write error at offset %d (fault %s)", cur.written, FaultLoadyAbort)
+				}
 				if err := cur.write(p.data); err != nil {
 					return cancel("cannot write slot: %v", err)
 				}
