@@ -31,6 +31,8 @@ var (
 	simDevices  = flag.Int("sim-devices", 2, "simulated devices each Ginkgo process starts")
 	signerKind  = flag.String("signer", "softdak", "on the simulated bench, sign with: softdak (PEM files) or yubikey (a virtual YubiKey through pcscd)")
 	vpcdSlot    = flag.String("vpcd", "127.0.0.1:35963", "vpcd slot for the virtual YubiKey (--signer yubikey)")
+	ackBenchArg = flag.String("ack-bench", "", "bench file of real ACK modules (default: a simulated one when --bench is not given)")
+	simModules  = flag.Int("sim-modules", 3, "simulated ACK modules (native mode) each Ginkgo process starts")
 )
 
 // The bench this process works on.
@@ -39,6 +41,10 @@ var (
 	simulated  *simbench.Bench // nil on hardware
 	theStation *station.Station
 	runOut     string
+
+	ackBench   *bench.Bench       // nil: no ACK modules to test
+	simACK     *simbench.ACKBench // nil on hardware
+	ackStation *station.Station
 )
 
 func TestSpecs(t *testing.T) {
@@ -72,21 +78,32 @@ var _ = SynchronizedBeforeSuite(func() []byte {
 	Expect(err).NotTo(HaveOccurred())
 	bud, audit, err := station.OpenLedger(b, dak.Chain()[0])
 	Expect(err).NotTo(HaveOccurred())
+	// A bench provisions one product: the ACK modules' product profile gets its own agent on the
+	// same key, budget and audit log.
+	ackProfile, err := pki.LoadProfile(filepath.Join("..", "fixtures", "profiles", "ack-product.conf"), pki.ProfileOptions{PerDeviceFields: []string{"CN"}})
+	Expect(err).NotTo(HaveOccurred())
 	socket := filepath.Join(dir, "agent.sock")
-	ready := make(chan struct{})
+	ackSocket := filepath.Join(dir, "agent-ack.sock")
 	srvCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	srv := &agent.Server{Signer: dak, Profile: profile, Budget: bud, Audit: audit,
-		Logf: func(f string, a ...any) { GinkgoWriter.Printf("agent: "+f+"\n", a...) }, OnReady: func(string) { close(ready) }}
-	go func() { done <- srv.Serve(srvCtx, socket) }()
-	Eventually(ready).WithTimeout(10 * time.Second).Should(BeClosed())
+	done := make(chan error, 2)
+	for _, a := range []struct {
+		profile *pki.Profile
+		socket  string
+	}{{profile, socket}, {ackProfile, ackSocket}} {
+		ready := make(chan struct{})
+		srv := &agent.Server{Signer: dak, Profile: a.profile, Budget: bud, Audit: audit,
+			Logf: func(f string, a ...any) { GinkgoWriter.Printf("agent: "+f+"\n", a...) }, OnReady: func(string) { close(ready) }}
+		go func() { done <- srv.Serve(srvCtx, a.socket) }()
+		Eventually(ready).WithTimeout(10 * time.Second).Should(BeClosed())
+	}
 	DeferCleanup(func() {
 		stop()
+		Expect(<-done).To(Succeed())
 		Expect(<-done).To(Succeed())
 		bud.Close()
 		audit.Close()
 	})
-	return []byte(socket + "\n" + yk.Signer.Roots[0])
+	return []byte(socket + "\n" + yk.Signer.Roots[0] + "\n" + ackSocket)
 }, func(agentData []byte) {
 	if *outDir == "" {
 		*outDir = filepath.Join("..", "hil-out", "specs")
@@ -111,6 +128,28 @@ var _ = SynchronizedBeforeSuite(func() []byte {
 		default:
 			Fail(fmt.Sprintf("--signer %q: want softdak or yubikey", *signerKind))
 		}
+	}
+	switch {
+	case *ackBenchArg != "":
+		ackBench, err = bench.Load(*ackBenchArg)
+		Expect(err).NotTo(HaveOccurred())
+	case *benchFile == "":
+		simACK, err = simbench.StartACK(GinkgoT().TempDir(), simbench.ACKOptions{Modules: *simModules, External: 1,
+			Baud: 115200, BootDelay: 50 * time.Millisecond})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(simACK.Close)
+		ackBench = simACK.Bench
+		if *signerKind == "yubikey" {
+			parts := strings.Split(string(agentData), "\n")
+			// The stand-in vendor tool signs with the development DAK: its root stays trusted.
+			ackBench.Signer = bench.SignerConfig{Type: bench.SignerAgent, Socket: parts[2],
+				Roots: append([]string{parts[1]}, ackBench.Signer.Roots...)}
+		}
+	}
+	if ackBench != nil {
+		ackStation, err = station.Open(context.Background(), ackBench, time.Now())
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(ackStation.Close)
 	}
 	theStation, err = station.Open(context.Background(), theBench, time.Now())
 	Expect(err).NotTo(HaveOccurred())

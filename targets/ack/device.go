@@ -171,7 +171,16 @@ func (m *Module) Hello(ctx context.Context) (Info, error) {
 }
 
 func (m *Module) hello(ctx context.Context) (Info, error) {
-	txt, err := m.t.textAnswer(ctx, "HELLO", EncodeText("dialect", Dialect, "host", m.cfg.Host))
+	var txt map[string]string
+	var err error
+	// HELLO changes nothing, so a module that (re)booted meanwhile (just powered, a reset
+	// before the port was opened) is simply asked again.
+	for range 3 {
+		txt, err = m.t.textAnswer(ctx, "HELLO", EncodeText("dialect", Dialect, "host", m.cfg.Host))
+		if !errors.Is(err, ErrModuleRestarted) {
+			break
+		}
+	}
 	if err != nil {
 		return Info{}, err
 	}

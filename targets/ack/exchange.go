@@ -82,7 +82,17 @@ type Transport struct {
 
 	seq      byte
 	lastText string // last non-frame line, for "does not speak" errors
-	boot     Text   // a BOOT seen between exchanges
+	// silentAfter > 0 ends an exchange after that many sends met total silence (no frame at
+	// all), for callers that can cycle the module's power rather than wait out MaxSends.
+	silentAfter int
+	boot        Text // a BOOT seen between exchanges
+}
+
+// SetSilentAfter makes an exchange give up after n sends met total silence (0: MaxSends).
+func (t *Transport) SetSilentAfter(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.silentAfter = n
 }
 
 // TransportConfig says how to time a Transport.
@@ -303,6 +313,9 @@ func (t *Transport) Exchange(ctx context.Context, verb string, payload []byte) (
 			frames++
 		case "timeout":
 			timeouts++
+		}
+		if t.silentAfter > 0 && frames == 0 && timeouts >= t.silentAfter {
+			return Frame{}, fmt.Errorf("%w to %s: the module stayed silent for %d sends", ErrNoAnswer, verb, timeouts)
 		}
 	}
 	if verb == "HELLO" && frames == 0 && t.lastText != "" {

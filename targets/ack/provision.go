@@ -73,6 +73,12 @@ func (m *Module) Provision(ctx context.Context, issue IssueFunc, opts Options) (
 	}
 	p := &provisioning{m: m, issue: issue, opts: opts}
 	name := m.cfg.Name
+	if opts.PowerCycle != nil {
+		// A module that answers nothing three times running has lost power or hung: cycling
+		// its power beats waiting out every retransmission.
+		m.t.SetSilentAfter(SilentSends)
+		defer m.t.SetSilentAfter(0)
+	}
 
 	opts.step(name, StepHello)
 	info, err := m.hello(ctx)
@@ -99,6 +105,10 @@ func (m *Module) Provision(ctx context.Context, issue IssueFunc, opts Options) (
 		}
 	}
 }
+
+// SilentSends is how many unanswered sends Provision takes for a silent module when it can
+// cycle the module's power.
+const SilentSends = 3
 
 // recoverable: a restart, or a silence when the power can be cycled.
 func (p *provisioning) recoverable(err error) bool {

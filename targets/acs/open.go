@@ -36,20 +36,7 @@ func ConfigFromBench(t *bench.Target) (Config, error) {
 }
 
 // LinkConfig is the serial configuration of a bench target's console.
-func LinkConfig(t *bench.Target) link.Config {
-	c := link.Config{
-		Port:     t.Console.Port,
-		Baud:     t.Console.Baud,
-		DataBits: t.Console.DataBits,
-		Parity:   t.Console.Parity,
-		StopBits: t.Console.StopBits,
-		Reopen:   t.Console.Reopen,
-	}
-	if u := t.Console.USB; u != nil {
-		c.USB = &link.USBID{VID: u.VID, PID: u.PID, Serial: u.Serial}
-	}
-	return c
-}
+func LinkConfig(t *bench.Target) link.Config { return link.ConfigFromBench(t.Console) }
 
 // Session is an open device: its port, console, transcript and driver.
 type Session struct {

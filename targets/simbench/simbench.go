@@ -22,6 +22,7 @@ import (
 	"hilbench/harness/bench"
 	"hilbench/harness/signer/softdak"
 	"hilbench/targets/acs/sim"
+	"hilbench/targets/simpower"
 )
 
 // Options shape the simulated bench.
@@ -38,6 +39,7 @@ type Bench struct {
 	BenchFile string
 	Bench     *bench.Bench
 	Devices   []*sim.Device
+	power     []*simpower.Server
 }
 
 // Start starts the devices and writes Dir/bench.yaml.
@@ -84,19 +86,28 @@ func Start(dir string, opts Options) (*Bench, error) {
 		Profile: bench.ProfileConfig{DeviceConf: profile, ValidityDays: 1825},
 		Output:  filepath.Join(dir, "out"),
 	}
+	sb := &Bench{Dir: dir, BenchFile: filepath.Join(dir, "bench.yaml"), Bench: b, Devices: devs}
 	for i, d := range devs {
 		baud := opts.Baud
 		if baud == 0 {
 			baud = 115200
 		}
+		ps, err := d.ServePower()
+		if err != nil {
+			sb.Close()
+			return nil, err
+		}
+		sb.power = append(sb.power, ps)
 		b.Targets = append(b.Targets, bench.Target{
 			Name:    fmt.Sprintf("dut%d", i+1),
 			Family:  "acs",
 			Console: bench.Console{Port: d.PortPath(), Baud: baud},
+			Power:   &bench.Power{Type: bench.PowerSim, Socket: ps.Path(), OffTime: 200 * time.Millisecond},
 			ACS:     &bench.ACSOptions{DataDir: d.DataDir()},
+			// The simulator's boot ROM: U-Boot-like, entered with reboot_bootloader.
+			Flash: &bench.Flash{Method: bench.MethodYModem, FlashSize: SimFlashSize, Timeout: 30 * time.Second},
 		})
 	}
-	sb := &Bench{Dir: dir, BenchFile: filepath.Join(dir, "bench.yaml"), Bench: b, Devices: devs}
 	if err := b.Write(sb.BenchFile); err != nil {
 		sb.Close()
 		return nil, err
@@ -119,9 +130,15 @@ func (b *Bench) Device(name string) (*sim.Device, error) {
 	return nil, fmt.Errorf("no simulated device %q", name)
 }
 
+// SimFlashSize is what a simulated device's firmware slot holds.
+const SimFlashSize = 8 << 20
+
 // Close stops every device; their storage stays in Dir.
 func (b *Bench) Close() error {
 	var errs []error
+	for _, p := range b.power {
+		errs = append(errs, p.Close())
+	}
 	for _, d := range b.Devices {
 		errs = append(errs, d.Close())
 	}
