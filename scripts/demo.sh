@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The main job on a simulated bench: 4 simulated ACS devices on real pseudo-terminals, provisioned,
-# verified, rebooted, factory-reset and verified again, with a report at the end.
+# verified, rebooted, factory-reset and verified again; a firmware update the identity survives; a
+# power cycle; and 3 simulated ACK modules (2 native, 1 through the stand-in vendor tool).
 set -euo pipefail
 hil=${1:-bin/hil}
 dir=${2:-hil-out/demo}
 rm -rf "$dir"
 mkdir -p "$dir"
-"$hil" sim --n 4 --dir "$dir" >"$dir/sim.log" 2>&1 &
+"$hil" sim --n 4 --modules 2 --external 1 --dir "$dir" >"$dir/sim.log" 2>&1 &
 sim=$!
 trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -28,4 +29,18 @@ if "$hil" provision --bench "$dir/bench.yaml" --target dut1; then
   exit 1
 fi
 echo
-echo "demo passed: records in $dir/out/devices, reports and transcripts in $dir/out/runs"
+echo "== firmware update over the console (YMODEM into the boot ROM); the identity survives it"
+"$hil" sim image --version acs-sim-2.0.0 --out "$dir/acs-sim-2.0.0.bin"
+"$hil" flash --bench "$dir/bench.yaml" --target dut2 --expect-version acs-sim-2.0.0 "$dir/acs-sim-2.0.0.bin"
+"$hil" verify --bench "$dir/bench.yaml" --target dut2
+echo
+echo "== power cycle, then the identity is still there"
+"$hil" power cycle --bench "$dir/bench.yaml" dut3
+"$hil" verify --bench "$dir/bench.yaml" --target dut3
+echo
+echo "== ACK modules: native HA1 dialect and the vendor tool (external mode)"
+"$hil" provision --bench "$dir/ack/bench.yaml" --all
+"$hil" verify --bench "$dir/ack/bench.yaml" --all --reboot --factory-reset
+echo
+echo "demo passed: records in $dir/out/devices and $dir/ack/out/devices, reports and transcripts in"
+echo "$dir/out/runs and $dir/ack/out/runs"

@@ -1,4 +1,5 @@
-// Command hil is hilbench's one binary: simulated benches, provisioning, verification and DAK set-up.
+// Command hil is hilbench's one binary: simulated benches, provisioning, verification, flashing,
+// power control and DAK set-up.
 package main
 
 import (
@@ -15,7 +16,8 @@ import (
 const usage = `hil: hardware-in-the-loop provisioning and test harness
 
 Usage:
-  hil sim [flags]                          start simulated ACS devices and write a bench file for them
+  hil sim [--n N] [--modules M] [flags]    start simulated ACS devices (and ACK modules) and write bench files
+  hil sim image --version V --out FILE     a firmware image for the simulated devices' boot ROM
   hil sim yubikey [flags]                  plug a virtual YubiKey into pcscd (vpcd) until stopped
   hil provision --bench FILE (--target NAME | --all) [flags]
                                            give devices their DHA identity
@@ -24,6 +26,10 @@ Usage:
   hil dak init [--dir DIR] [flags]         make a development DAK (seed 002) for benches without one
   hil yubikey COMMAND [flags]              list, status, unblock, change-pin, set-retries, init-dak, import-cert
   hil signer serve|status --bench FILE     the signing agent: one process owns the DAK, clients ask it to sign
+  hil flash --bench FILE --target NAME [--expect-version V] IMAGE
+                                           write a firmware image (raw, Intel HEX, .dfu) and check it booted
+  hil power on|off|cycle|state --bench FILE TARGET
+                                           switch a target's power (relay command, USB hub port, simulator)
 
 Run "hil COMMAND -h" for a command's flags.
 `
@@ -58,6 +64,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if len(args) > 1 && args[1] == "yubikey" {
 			return cmdSimYubiKey(ctx, args[2:], stdout, stderr)
 		}
+		if len(args) > 1 && args[1] == "image" {
+			return cmdSimImage(args[2:], stdout, stderr)
+		}
 		return cmdSim(ctx, args[1:], stdout, stderr)
 	case "provision":
 		return cmdProvision(ctx, args[1:], stdout, stderr)
@@ -72,6 +81,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdYubiKey(ctx, args[1:], stdout, stderr)
 	case "signer":
 		return cmdSigner(ctx, args[1:], stdout, stderr)
+	case "power":
+		return cmdPower(ctx, args[1:], stdout, stderr)
+	case "flash":
+		return cmdFlash(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

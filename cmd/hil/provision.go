@@ -19,6 +19,7 @@ import (
 	"hilbench/harness/pki"
 	"hilbench/harness/report"
 	"hilbench/harness/station"
+	"hilbench/targets/ack"
 	"hilbench/targets/acs"
 )
 
@@ -112,9 +113,12 @@ func forEach(ctx context.Context, targets []*bench.Target, jobs int, rep *report
 			if err != nil {
 				o.Error = err.Error()
 				var se *acs.StepError
-				if errors.As(err, &se) {
-					o.Step = se.Step
-					o.Error = se.Err.Error()
+				var ae *ack.StepError
+				switch {
+				case errors.As(err, &se):
+					o.Step, o.Error = se.Step, se.Err.Error()
+				case errors.As(err, &ae):
+					o.Step, o.Error = ae.Step, ae.Err.Error()
 				}
 			}
 			rep.Add(o)
@@ -167,7 +171,25 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(stdout, "provisioning %d target(s) with %s\n", len(targets), st.Description())
 	prog := &progress{w: stdout, start: start}
 	rep := report.New("provision", start)
+	var profile *pki.Profile
+	for _, t := range targets {
+		if t.Family == bench.FamilyACK && profile == nil {
+			// The ACK driver builds the CSR's subject from the product profile.
+			if profile, err = station.LoadProfile(b); err != nil {
+				return err
+			}
+		}
+	}
 	forEach(ctx, targets, tf.jobs, rep, "provision", func(ctx context.Context, t *bench.Target, o *report.Outcome) error {
+		if t.Family == bench.FamilyACK {
+			err := provisionACK(ctx, t, st, profile, dir, tf.out, *reprovision, prog, o)
+			if err == nil {
+				prog.step(t.Name, "provisioned")
+			} else {
+				prog.step(t.Name, "FAILED: "+err.Error())
+			}
+			return err
+		}
 		s, err := acs.Open(ctx, t, dir, console.NewRedactor())
 		if err != nil {
 			return err
@@ -286,12 +308,17 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	prog := &progress{w: stdout, start: start}
 	rep := report.New("verify", start)
 	forEach(ctx, targets, tf.jobs, rep, "verify", func(ctx context.Context, t *bench.Target, o *report.Outcome) error {
-		s, err := acs.Open(ctx, t, dir, console.NewRedactor())
-		if err != nil {
-			return err
+		var err error
+		if t.Family == bench.FamilyACK {
+			err = verifyACK(ctx, t, dir, tf.out, roots, *reboot, *reset, prog, o)
+		} else {
+			var s *acs.Session
+			if s, err = acs.Open(ctx, t, dir, console.NewRedactor()); err != nil {
+				return err
+			}
+			defer s.Close()
+			err = verifyTarget(ctx, s, tf.out, roots, *reboot, *reset, prog, o)
 		}
-		defer s.Close()
-		err = verifyTarget(ctx, s, tf.out, roots, *reboot, *reset, prog, o)
 		if err == nil {
 			prog.step(t.Name, "verified")
 		} else {

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
+	"hilbench/targets/acs/sim"
 	"hilbench/targets/simbench"
 )
 
@@ -16,8 +20,13 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	baud := fs.Int("baud", 0, "model this line rate on every console (0: as fast as the pty goes)")
 	boot := fs.Duration("boot-delay", 300*time.Millisecond, "simulated boot time")
 	profile := fs.String("profile", "", "product profile (device.conf) the simulated firmware uses (default: the example profile)")
+	modules := fs.Int("modules", 0, "also simulate this many ACK modules (native mode), on a bench file of their own in DIR/ack")
+	external := fs.Int("external", 0, "and this many ACK modules provisioned by the stand-in vendor tool (external mode)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *modules < 0 || *external < 0 || *modules+*external > 64 {
+		return fmt.Errorf("%w: --modules and --external: 0 to 64 modules in all", errUsage)
 	}
 	if *n < 1 || *n > 256 {
 		return fmt.Errorf("%w: -n must be between 1 and 256", errUsage)
@@ -30,9 +39,46 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for i, t := range sb.Bench.Targets {
 		fmt.Fprintf(stdout, "%-8s %s -> %s\n", t.Name, t.Console.Port, sb.Devices[i].PortPath())
 	}
+	if *modules+*external > 0 {
+		ab, err := simbench.StartACK(filepath.Join(*dir, "ack"), simbench.ACKOptions{Modules: *modules, External: *external,
+			Baud: *baud, BootDelay: *boot})
+		if err != nil {
+			return err
+		}
+		defer ab.Close()
+		for i, t := range ab.Bench.Targets {
+			fmt.Fprintf(stdout, "%-8s %s -> %s (ACK module, %s mode, DSN %s)\n", t.Name, t.Console.Port,
+				ab.Modules[i].PortPath(), t.ACK.Mode, ab.Modules[i].DSN())
+		}
+		fmt.Fprintf(stdout, "ACK bench file: %s\n", ab.BenchFile)
+	}
 	fmt.Fprintf(stdout, "bench file: %s\n", sb.BenchFile)
-	fmt.Fprintf(stdout, "simulating %d device(s); stop with Ctrl-C\n", *n)
+	fmt.Fprintf(stdout, "simulating %d device(s) and %d module(s); stop with Ctrl-C\n", *n, *modules+*external)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping simulated devices")
+	return nil
+}
+
+// cmdSimImage writes a firmware image the simulated devices' boot ROM accepts.
+func cmdSimImage(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("sim image", stderr)
+	version := fs.String("version", "", "firmware version the image carries (required)")
+	out := fs.String("out", "", "image file to write (required)")
+	size := fs.Int("size", 256<<10, "payload bytes (random)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *version == "" || *out == "" || *size < 0 || *size > 32<<20 {
+		return fmt.Errorf("%w: hil sim image --version V --out FILE [--size N (0..32 MiB)]", errUsage)
+	}
+	payload := make([]byte, *size)
+	if _, err := rand.Read(payload); err != nil {
+		return err
+	}
+	img := sim.BuildImage(*version, payload)
+	if err := os.WriteFile(*out, img, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: simulator firmware %s, %d bytes\n", *out, *version, len(img))
 	return nil
 }

@@ -1,0 +1,224 @@
+package flash
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+var (
+	errTimeout    = errors.New("timeout")
+	errGarbled    = errors.New("garbled answer")
+	errLineClosed = errors.New("line closed")
+)
+
+// next returns the next received byte, waiting at most d.
+func (s *sender) next(d time.Duration) (byte, error) {
+	for len(s.pend) == 0 {
+		t := time.NewTimer(max(d, 0))
+		select {
+		case p, ok := <-s.in:
+			t.Stop()
+			if !ok {
+				if err := s.lineErr(); err != nil {
+					return 0, fmt.Errorf("%w: %v", errLineClosed, err)
+				}
+				return 0, errLineClosed
+			}
+			s.pend = p
+		case <-t.C:
+			return 0, errTimeout
+		case <-s.ctx.Done():
+			t.Stop()
+			return 0, s.ctx.Err()
+		}
+	}
+	b := s.pend[0]
+	s.pend = s.pend[1:]
+	return b, nil
+}
+
+// purge drops what was received but not looked at, so that a stale answer
+// is not taken for the answer to the block about to go out.
+func (s *sender) purge() {
+	s.st.Noise += len(s.pend)
+	s.pend = nil
+	for {
+		select {
+		case p, ok := <-s.in:
+			if !ok {
+				return
+			}
+			s.st.Noise += len(p)
+		default:
+			return
+		}
+	}
+}
+
+// cancelled reads the byte after a CAN: a second CAN means the receiver
+// cancelled. Anything else is put back.
+func (s *sender) cancelled(deadline time.Time) (bool, error) {
+	b, err := s.next(time.Until(deadline))
+	switch {
+	case errors.Is(err, errTimeout):
+		return false, nil
+	case err != nil:
+		return false, err
+	case b == can:
+		return true, nil
+	}
+	s.pend = append([]byte{b}, s.pend...)
+	return false, nil
+}
+
+// awaitC waits for the receiver's 'C'; other bytes are noise.
+func (s *sender) awaitC(what string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	naks := 0
+	for {
+		b, err := s.next(time.Until(deadline))
+		if errors.Is(err, errTimeout) {
+			if naks > 0 {
+				return fmt.Errorf("no 'C' within %s waiting for %s; got %d NAKs: the receiver wants checksum mode, only CRC mode is supported", timeout, what, naks)
+			}
+			return fmt.Errorf("no 'C' within %s waiting for %s", timeout, what)
+		}
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		switch b {
+		case crcReq:
+			return nil
+		case can:
+			yes, err := s.cancelled(deadline)
+			if err != nil {
+				return fmt.Errorf("waiting for %s: %w", what, err)
+			}
+			if yes {
+				return fmt.Errorf("waiting for %s: %w", what, ErrReceiverCancelled)
+			}
+		case nak:
+			naks++
+		}
+		s.st.Noise++
+	}
+}
+
+// answer waits for ACK or NAK to what was just sent. A 'C' is ignored (a
+// receiver repeats it while waiting to start); other bytes are garbage and
+// shorten the wait to garbageWait.
+func (s *sender) answer() (byte, error) {
+	deadline := time.Now().Add(s.opts.BlockTimeout)
+	garbled := false
+	for {
+		b, err := s.next(time.Until(deadline))
+		if errors.Is(err, errTimeout) && garbled {
+			return 0, errGarbled
+		}
+		if err != nil {
+			return 0, err
+		}
+		switch b {
+		case ack, nak:
+			return b, nil
+		case can:
+			yes, err := s.cancelled(deadline)
+			if err != nil {
+				return 0, err
+			}
+			if yes {
+				return 0, ErrReceiverCancelled
+			}
+		}
+		s.st.Noise++
+		if b != crcReq {
+			garbled = true
+			deadline = minTime(deadline, time.Now().Add(garbageWait))
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// sendBlock sends a block until it is acknowledged, resending on NAK,
+// timeout and garbage.
+func (s *sender) sendBlock(what string, f []byte) error {
+	for try := 0; ; try++ {
+		if try > 0 {
+			s.st.Retransmits++
+		}
+		s.purge()
+		if _, err := s.w.Write(f); err != nil {
+			return fmt.Errorf("writing %s: %w", what, err)
+		}
+		b, err := s.answer()
+		var last string
+		switch {
+		case err == nil && b == ack:
+			return nil
+		case err == nil: // NAK
+			s.st.NAKs++
+			last = "NAK"
+		case errors.Is(err, errTimeout):
+			s.st.Timeouts++
+			last = fmt.Sprintf("no answer within %s", s.opts.BlockTimeout)
+		case errors.Is(err, errGarbled):
+			last = "garbled answer"
+		default:
+			return fmt.Errorf("sending %s: %w", what, err)
+		}
+		if try >= s.opts.MaxRetries {
+			return fmt.Errorf("%s not acknowledged after %d tries (last: %s)", what, try+1, last)
+		}
+	}
+}
+
+// sendEOT ends the file. Receivers NAK the first EOT to be sure it was no
+// line noise (lrzsz ACKs it at once; both are fine).
+func (s *sender) sendEOT() error {
+	expectNAK, resend := true, false
+	for try := 0; ; try++ {
+		if resend {
+			s.st.Retransmits++
+		}
+		s.purge()
+		if _, err := s.w.Write([]byte{eot}); err != nil {
+			return fmt.Errorf("writing EOT: %w", err)
+		}
+		b, err := s.answer()
+		var last string
+		switch {
+		case err == nil && b == ack:
+			return nil
+		case err == nil && expectNAK:
+			expectNAK, resend = false, false
+			continue
+		case err == nil:
+			s.st.NAKs++
+			last = "NAK"
+		case errors.Is(err, errTimeout):
+			s.st.Timeouts++
+			last = fmt.Sprintf("no answer within %s", s.opts.BlockTimeout)
+		case errors.Is(err, errGarbled):
+			last = "garbled answer"
+		default:
+			return fmt.Errorf("sending EOT: %w", err)
+		}
+		resend = true
+		if try >= s.opts.MaxRetries {
+			return fmt.Errorf("end of file (EOT) not acknowledged after %d tries (last: %s)", try+1, last)
+		}
+	}
+}
+
+// abort tells the receiver to give up, as lrzsz does: CANs, then
+// backspaces to erase them should they land on a shell.
+func (s *sender) abort() {
+	_, _ = s.w.Write([]byte{can, can, can, can, can, can, can, can, 8, 8, 8, 8, 8, 8, 8, 8})
+}

@@ -1,0 +1,151 @@
+package acs_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"hilbench/harness/bench"
+	"hilbench/harness/flash"
+	"hilbench/targets/acs"
+	"hilbench/targets/acs/sim"
+)
+
+// flashDevice starts one simulated device (modelling baud when non-zero) and opens it.
+func flashDevice(tb testing.TB, baud int) (*sim.Device, *acs.Session) {
+	tb.Helper()
+	d, err := sim.Start(sim.Config{Name: "dut1", Dir: filepath.Join(tb.TempDir(), "dut1"),
+		Profile: "../../fixtures/profiles/device.conf", Baud: baud, BootDelay: 10 * time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	if baud == 0 {
+		baud = 115200
+	}
+	t := &bench.Target{Name: "dut1", Family: bench.FamilyACS, Console: bench.Console{Port: d.PortPath(), Baud: baud},
+		ACS: &bench.ACSOptions{DataDir: d.DataDir()}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := acs.Open(ctx, t, "", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	if err := s.Sync(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return d, s
+}
+
+func simImage(tb testing.TB, version string, size int) *flash.Image {
+	tb.Helper()
+	payload := make([]byte, size)
+	_, _ = rand.Read(payload)
+	path := filepath.Join(tb.TempDir(), version+".bin")
+	if err := os.WriteFile(path, sim.BuildImage(version, payload), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	img, err := flash.Load(path, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return img
+}
+
+func TestFlashBootsTheNewVersion(t *testing.T) {
+	d, s := flashDevice(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	img := simImage(t, "acs-sim-9.9.9", 50<<10)
+	var steps []string
+	res, err := s.Flash(ctx, img, acs.FlashConfig{Timeout: 10 * time.Second}, acs.FlashOptions{
+		ExpectVersion: "acs-sim-9.9.9",
+		Progress:      func(_, step string) { steps = append(steps, step) },
+	})
+	if err != nil {
+		t.Fatalf("Flash: %v", err)
+	}
+	if res.Version != "acs-sim-9.9.9" || d.RunningVersion() != "acs-sim-9.9.9" || res.Digest != fmt.Sprintf("%x", img.SHA256) {
+		t.Errorf("result %+v, device runs %q", res, d.RunningVersion())
+	}
+	if fmt.Sprint(steps) != "[enter_bootloader ymodem boot version]" {
+		t.Errorf("steps %v", steps)
+	}
+}
+
+func TestFlashRejectedImageIsAnError(t *testing.T) {
+	d, s := flashDevice(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := d.RunningVersion()
+	good := sim.BuildImage("acs-sim-bad", []byte("payload"))
+	good[len(good)-1] ^= 1 // the trailing digest no longer matches
+	path := filepath.Join(t.TempDir(), "bad.bin")
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := flash.Load(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Flash(ctx, img, acs.FlashConfig{Timeout: 10 * time.Second}, acs.FlashOptions{})
+	if err == nil || !errors.Is(err, acs.ErrImageRejected) {
+		t.Fatalf("Flash of an invalid image = %v, want ErrImageRejected", err)
+	}
+	// Back to the firmware: the old slot is still the active one.
+	if err := s.Console().Send(ctx, "boot\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := d.RunningVersion(); v != before {
+		t.Errorf("device runs %q after a rejected image, want %q", v, before)
+	}
+}
+
+// BenchmarkFlashYModem921600 sends 256 KiB through the simulated boot ROM at a modelled 921600
+// baud and reports the transfer's throughput as a share of the line rate (92160 B/s, 8N1).
+func BenchmarkFlashYModem921600(b *testing.B) {
+	const baud = 921600
+	_, s := flashDevice(b, baud)
+	img := simImage(b, "acs-sim-bench", 256<<10)
+	var share, bps float64
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		res, err := s.Flash(ctx, img, acs.FlashConfig{Timeout: 20 * time.Second}, acs.FlashOptions{})
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		bps = res.Transfer.Throughput
+		share = bps / (baud / 10)
+	}
+	b.ReportMetric(bps, "B/s")
+	b.ReportMetric(share*100, "line-%")
+}
+
+// BenchmarkFlashYModemUnlimited is the same transfer without a modelled line rate: what the
+// round trips through the ptys, the simulator and the console cost per block.
+func BenchmarkFlashYModemUnlimited(b *testing.B) {
+	_, s := flashDevice(b, 0)
+	img := simImage(b, "acs-sim-bench", 256<<10)
+	var bps float64
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		res, err := s.Flash(ctx, img, acs.FlashConfig{Timeout: 20 * time.Second}, acs.FlashOptions{})
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		bps = res.Transfer.Throughput
+	}
+	b.ReportMetric(bps, "B/s")
+	b.ReportMetric(float64(time.Second)/(bps/1024)/float64(time.Microsecond), "us/block")
+}
