@@ -45,7 +45,7 @@ type station struct {
 	calls   atomic.Int32
 }
 
-func newStation(t *testing.T) *station {
+func newStation(t testing.TB) *station {
 	t.Helper()
 	r, err := softdak.InitDevelopment(t.TempDir(), softdak.InitOptions{})
 	if err != nil {

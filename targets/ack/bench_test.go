@@ -1,0 +1,83 @@
+package ack_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.bug.st/serial"
+
+	"hilbench/targets/ack"
+	acksim "hilbench/targets/ack/sim"
+)
+
+// provisionSim provisions one simulated module (line rate baud, line faults f) and returns the
+// wall time and the driver's line statistics.
+func provisionSim(b *testing.B, st *station, baud int, f acksim.LineFaults, seed uint64) (time.Duration, ack.Stats) {
+	dir := filepath.Join(b.TempDir(), "mod")
+	m, err := acksim.Start(acksim.Config{Name: "mod", Dir: dir, Baud: baud, BootDelay: 5 * time.Millisecond, Seed: seed})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	port, err := serial.Open(m.PortPath(), &serial.Mode{BaudRate: baud})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer port.Close()
+	mod := ack.New(port, ack.Config{Name: "mod", Baud: baud}, nil)
+	defer mod.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := mod.Hello(ctx); err != nil {
+		b.Fatal(err)
+	}
+	m.SetLineFaults(f)
+	start := time.Now()
+	if _, err := mod.Provision(ctx, st.issue, st.opts()); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start), mod.Stats()
+}
+
+// BenchmarkProvision115200 is one module's provisioning against a simulator modelling 115200 baud,
+// and the line-rate bound of the bytes it exchanged (11520 B/s each way, the busier way counts).
+func BenchmarkProvision115200(b *testing.B) {
+	st := newStation(b)
+	for b.Loop() {
+		el, s := provisionSim(b, st, 115200, acksim.LineFaults{}, 1)
+		bound := time.Duration(float64(s.BytesSent+s.BytesReceived) / 11520 * float64(time.Second))
+		b.ReportMetric(el.Seconds(), "provision-s")
+		b.ReportMetric(bound.Seconds(), "bound-s")
+		b.ReportMetric(el.Seconds()/bound.Seconds(), "x-bound")
+		b.ReportMetric(float64(s.BytesSent+s.BytesReceived), "bytes")
+	}
+}
+
+// BenchmarkProvisionNoise reports retransmissions and their cost at byte error rates of 1e-4 and
+// 1e-3 (split between dropped, corrupted and inserted bytes), over 20 modules each.
+func BenchmarkProvisionNoise(b *testing.B) {
+	st := newStation(b)
+	clean, _ := func() (time.Duration, ack.Stats) { return provisionSim(b, st, 115200, acksim.LineFaults{}, 1) }()
+	for _, rate := range []float64{1e-4, 1e-3} {
+		b.Run(fmt.Sprintf("rate=%g", rate), func(b *testing.B) {
+			f := acksim.LineFaults{Noise: rate * 0.3, Drop: rate * 0.3, Corrupt: rate * 0.4}
+			for b.Loop() {
+				var total time.Duration
+				var frames, retrans int
+				for i := range 20 {
+					el, s := provisionSim(b, st, 115200, f, uint64(i+1))
+					total += el
+					frames += s.FramesSent
+					retrans += s.Retransmissions
+				}
+				b.ReportMetric(float64(retrans)/20, "retransmissions/module")
+				b.ReportMetric(100*float64(retrans)/float64(frames-retrans), "retransmitted-%")
+				b.ReportMetric((total/20).Seconds(), "provision-s")
+				b.ReportMetric(100*((total/20).Seconds()/clean.Seconds()-1), "time-overhead-%")
+			}
+		})
+	}
+}
