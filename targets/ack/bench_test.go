@@ -75,7 +75,7 @@ func BenchmarkProvisionNoise(b *testing.B) {
 				}
 				b.ReportMetric(float64(retrans)/20, "retransmissions/module")
 				b.ReportMetric(100*float64(retrans)/float64(frames-retrans), "retransmitted-%")
-				b.ReportMetric((total/20).Seconds(), "provision-s")
+				b.ReportMetric((total / 20).Seconds(), "provision-s")
 				b.ReportMetric(100*((total/20).Seconds()/clean.Seconds()-1), "time-overhead-%")
 			}
 		})
