@@ -55,11 +55,11 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 	)
 	BeforeAll(func(ctx SpecContext) {
 		requireSim()
-		t = targetFor(1)
+		t = targetFor(2) // a device of its own: flashing reprovisions it
 		if t.Flash == nil {
 			Skip("target has no flash section")
 		}
-		s = openTarget(ctx, 1)
+		s = openTarget(ctx, 2)
 		cfg = flashConfigFor(t)
 	})
 

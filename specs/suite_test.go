@@ -28,7 +28,7 @@ var (
 	benchFile   = flag.String("bench", "", "bench file of real hardware (default: a simulated bench started by the suite)")
 	destructive = flag.Bool("destructive", false, "on hardware, also run specs that change a device's identity or wipe its data")
 	outDir      = flag.String("out", "", "output directory for reports and transcripts (default: ../hil-out/specs)")
-	simDevices  = flag.Int("sim-devices", 2, "simulated devices each Ginkgo process starts")
+	simDevices  = flag.Int("sim-devices", 3, "simulated devices each Ginkgo process starts")
 	signerKind  = flag.String("signer", "softdak", "on the simulated bench, sign with: softdak (PEM files) or yubikey (a virtual YubiKey through pcscd)")
 	vpcdSlot    = flag.String("vpcd", "127.0.0.1:35963", "vpcd slot for the virtual YubiKey (--signer yubikey)")
 	ackBenchArg = flag.String("ack-bench", "", "bench file of real ACK modules (default: a simulated one when --bench is not given)")
