@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +149,44 @@ func BenchmarkFlashYModemUnlimited(b *testing.B) {
 	}
 	b.ReportMetric(bps, "B/s")
 	b.ReportMetric(float64(time.Second)/(bps/1024)/float64(time.Microsecond), "us/block")
+}
+
+func TestFlashEntersByStrapAndPowerCycle(t *testing.T) {
+	d, s := flashDevice(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var straps []bool
+	cfg := acs.FlashConfig{
+		Timeout:      10 * time.Second,
+		EnterCommand: "false", // must not be used: the strap is the way in
+		Strap: func(_ context.Context, on bool) error {
+			straps = append(straps, on)
+			d.SetBootStrap(on)
+			return nil
+		},
+		PowerCycle: func(context.Context) error {
+			if err := d.PowerOff(); err != nil {
+				return err
+			}
+			return d.PowerOn()
+		},
+	}
+	res, err := s.Flash(ctx, simImage(t, "acs-sim-strap", 8<<10), cfg, acs.FlashOptions{ExpectVersion: "acs-sim-strap"})
+	if err != nil {
+		t.Fatalf("Flash by strap: %v", err)
+	}
+	if fmt.Sprint(straps) != "[true false]" || res.Version != "acs-sim-strap" || d.BootStrap() {
+		t.Errorf("straps %v, version %q, strap left %v", straps, res.Version, d.BootStrap())
+	}
+}
+
+func TestFlashWithoutPowerControlCannotUseTheStrap(t *testing.T) {
+	_, s := flashDevice(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := acs.FlashConfig{Timeout: 2 * time.Second, Strap: func(context.Context, bool) error { return nil }}
+	_, err := s.Flash(ctx, simImage(t, "x", 1024), cfg, acs.FlashOptions{})
+	if err == nil || !strings.Contains(err.Error(), "power control") {
+		t.Errorf("Flash by strap without power control = %v", err)
+	}
 }
