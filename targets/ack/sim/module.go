@@ -346,6 +346,7 @@ func (m *Module) boot(g uint64) {
 	r := &runState{m: m, gen: g, in: make(chan []byte, 256), quit: make(chan struct{})}
 	m.run = r
 	m.stats.Boots++
+	m.wg.Add(1) // under mu: Close, which waits for wg, cannot have begun waiting yet
 	m.mu.Unlock()
 	torn := ""
 	if _, err := os.Stat(m.CertPath() + ".tmp"); err == nil {
@@ -355,7 +356,6 @@ func (m *Module) boot(g uint64) {
 	info := encodeText("dsn", m.cfg.DSN, "fw", m.cfg.Firmware, "state", m.state())
 	r.send(fmt.Sprintf("\r\nACK module %s fw %s booting\r\ndsn %s\r\n%s", m.cfg.Module, m.cfg.Firmware, m.cfg.DSN, torn))
 	r.sendFrame("00", "BOOT", info)
-	m.wg.Add(1)
 	go r.loop()
 }
 
