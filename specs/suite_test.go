@@ -123,8 +123,9 @@ var _ = SynchronizedBeforeSuite(func() []byte {
 		switch *signerKind {
 		case "softdak":
 		case "yubikey":
-			socket, root, _ := strings.Cut(string(agentData), "\n")
-			theBench.Signer = bench.SignerConfig{Type: bench.SignerAgent, Socket: socket, Roots: []string{root}}
+			// agentData: ACS agent socket, trust anchor, ACK agent socket (one per line).
+			parts := strings.Split(string(agentData), "\n")
+			theBench.Signer = bench.SignerConfig{Type: bench.SignerAgent, Socket: parts[0], Roots: []string{parts[1]}}
 		default:
 			Fail(fmt.Sprintf("--signer %q: want softdak or yubikey", *signerKind))
 		}
