@@ -26,6 +26,7 @@ func ackFacts(o *report.Outcome, st ack.Stats) {
 	o.Facts["damaged_frames"] = strconv.Itoa(st.Damaged)
 	o.Facts["timeouts"] = strconv.Itoa(st.Timeouts)
 	o.Facts["recoveries"] = strconv.Itoa(st.Recoveries)
+	o.Facts["busy_answers"] = strconv.Itoa(st.Busy)
 	o.Facts["tx_bytes"] = strconv.FormatInt(st.BytesSent, 10)
 	o.Facts["rx_bytes"] = strconv.FormatInt(st.BytesReceived, 10)
 }

@@ -16,6 +16,14 @@ import (
 // MaxSends is how often one request is sent before the exchange gives up (PROTOCOL.md).
 const MaxSends = 8
 
+// A busy module is asked again after BusyPause, doubling up to BusyPauseMax, BusyTries times in
+// all: about 7 s of pauses, longer than the module's slowest work (a certificate write at flash speed).
+const (
+	BusyTries    = 8
+	BusyPause    = 100 * time.Millisecond
+	BusyPauseMax = 2 * time.Second
+)
+
 // Timeout defaults.
 const (
 	timeoutMargin      = 300 * time.Millisecond
@@ -59,6 +67,7 @@ type Stats struct {
 	BytesSent       int64
 	BytesReceived   int64
 	Recoveries      int // restarts or silences Provision recovered from
+	Busy            int // ERR code=busy answers (each one asked again after a pause)
 }
 
 // Transport is stop-and-wait over the module's UART: one request in flight, resent on NAK, damage
@@ -274,7 +283,45 @@ func (e *RestartError) Unwrap() error { return ErrModuleRestarted }
 // Exchange sends one request and returns the module's OK answer; an ERR answer is a *ModuleError.
 // A BOOT seen since the previous exchange fails it before sending (except for HELLO, which
 // re-reads the state anyway), so a restart between requests is never missed.
+//
+// An ERR code=busy means the module did not carry the request out (PROTOCOL.md): it is sent again
+// as a new request (new seq, so the module does not replay its busy answer) after a pause that
+// doubles from BusyPause, at most BusyTries times in all; then the busy error is returned.
 func (t *Transport) Exchange(ctx context.Context, verb string, payload []byte) (Frame, error) {
+	pause := BusyPause
+	for try := 1; ; try++ {
+		ans, err := t.exchange(ctx, verb, payload)
+		var me *ModuleError
+		if !errors.As(err, &me) || me.Code != "busy" {
+			return ans, err
+		}
+		t.count(func(s *Stats) { s.Busy++ })
+		if try >= BusyTries {
+			return ans, fmt.Errorf("%w; still busy after %d tries over %s", err, try, busyWaited(try))
+		}
+		select {
+		case <-ctx.Done():
+			return Frame{}, fmt.Errorf("%s: waiting out a busy module: %w", verb, ctx.Err())
+		case <-t.done:
+			return Frame{}, ErrTransportClosed
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, BusyPauseMax)
+	}
+}
+
+// busyWaited is the pause before the try-th send, summed.
+func busyWaited(tries int) time.Duration {
+	var d time.Duration
+	pause := BusyPause
+	for i := 1; i < tries; i++ {
+		d += pause
+		pause = min(2*pause, BusyPauseMax)
+	}
+	return d
+}
+
+func (t *Transport) exchange(ctx context.Context, verb string, payload []byte) (Frame, error) {
 	if err := t.drain(); err != nil {
 		return Frame{}, err
 	}

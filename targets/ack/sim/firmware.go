@@ -256,6 +256,9 @@ func (r *runState) execute(verb string, p []byte) (bool, []byte, string, string,
 	m := r.m
 	fail := func(code, msg string) (bool, []byte, string, string, func()) { return false, nil, code, msg, nil }
 	ok := func(out []byte) (bool, []byte, string, string, func()) { return true, out, "", "", nil }
+	if m.takeBusy(verb) {
+		return fail("busy", "flash write in progress")
+	}
 	switch verb {
 	case "HELLO":
 		sum := ""

@@ -75,8 +75,8 @@ type PowerCut struct {
 
 // Stats count what the module saw and did since Start.
 type Stats struct {
-	FramesReceived, Damaged, NAKsSent, Duplicates, Commits, Boots, PowerCuts int
-	BytesIn, BytesOut                                                        int64
+	FramesReceived, Damaged, NAKsSent, Duplicates, Commits, Boots, PowerCuts, Busy int
+	BytesIn, BytesOut                                                              int64
 }
 
 // Module is one simulated ACK module.
@@ -98,6 +98,7 @@ type Module struct {
 	rng     *rand.Rand
 	stats   Stats
 	fault   map[string]bool
+	busy    map[string]int // verb -> requests still to answer code=busy (SetBusy)
 	timer   *time.Timer
 	closed  bool
 	wg      sync.WaitGroup
@@ -142,7 +143,7 @@ func Start(cfg Config) (*Module, error) {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	m := &Module{cfg: cfg, tx: newPacer(cfg.Baud), rx: newPacer(cfg.Baud), fault: map[string]bool{},
+	m := &Module{cfg: cfg, tx: newPacer(cfg.Baud), rx: newPacer(cfg.Baud), fault: map[string]bool{}, busy: map[string]int{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))}
 	if m.lock, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644); err != nil {
 		return nil, err
@@ -246,6 +247,26 @@ func (m *Module) SetFault(name string, on bool) error {
 	defer m.mu.Unlock()
 	m.fault[name] = on
 	return nil
+}
+
+// SetBusy makes the module answer the next n new requests for verb with ERR code=busy, without
+// carrying them out, as a module still writing flash does.
+func (m *Module) SetBusy(verb string, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.busy[verb] = n
+}
+
+// takeBusy reports whether this request for verb is to be answered busy.
+func (m *Module) takeBusy(verb string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.busy[verb] <= 0 {
+		return false
+	}
+	m.busy[verb]--
+	m.stats.Busy++
+	return true
 }
 
 func (m *Module) faultOn(name string) bool {

@@ -1,0 +1,84 @@
+package ack_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.bug.st/serial"
+
+	"hilbench/targets/ack"
+	acksim "hilbench/targets/ack/sim"
+)
+
+// startSim starts a simulated module and opens the driver on its port.
+func startSim(t *testing.T) (*acksim.Module, *ack.Module) {
+	t.Helper()
+	m, err := acksim.Start(acksim.Config{Name: "mod", Dir: filepath.Join(t.TempDir(), "mod"), BootDelay: 5 * time.Millisecond, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	port, err := serial.Open(m.PortPath(), &serial.Mode{BaudRate: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { port.Close() })
+	mod := ack.New(port, ack.Config{Name: "mod"}, nil)
+	t.Cleanup(mod.Close)
+	return m, mod
+}
+
+// A module answering code=busy did not carry the request out: the driver asks again after a pause
+// and provisioning completes, with one signature and one commit.
+func TestProvisionWaitsOutBusy(t *testing.T) {
+	st := newStation(t)
+	sim, mod := startSim(t)
+	sim.SetBusy("DATA", 2)
+	sim.SetBusy("COMMIT", 3)
+	res, err := mod.Provision(ctx(t), st.issue, st.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mod.Stats().Busy; got != 5 {
+		t.Errorf("driver counted %d busy answers; the module sent 5", got)
+	}
+	if s := sim.Stats(); s.Busy != 5 || s.Commits != 1 {
+		t.Errorf("module stats %+v; want 5 busy answers and 1 commit", s)
+	}
+	if st.calls.Load() != 1 {
+		t.Errorf("%d signatures; want 1", st.calls.Load())
+	}
+	stored, err := os.ReadFile(sim.CertPath())
+	if err != nil || string(stored) != string(res.ChainPEM) {
+		t.Errorf("stored chain differs from the issued one (err %v)", err)
+	}
+}
+
+// A module that stays busy is an error naming the verb and the tries, and nothing is committed.
+func TestProvisionGivesUpOnAlwaysBusy(t *testing.T) {
+	st := newStation(t)
+	sim, mod := startSim(t)
+	sim.SetBusy("COMMIT", 1000)
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := mod.Provision(c, st.issue, st.opts())
+	var me *ack.ModuleError
+	if !errors.As(err, &me) || me.Code != "busy" || me.Verb != "COMMIT" {
+		t.Fatalf("err = %v; want COMMIT's code=busy", err)
+	}
+	t.Log(err)
+	if !strings.Contains(err.Error(), "still busy after 8 tries") {
+		t.Errorf("err = %v; want the number of tries", err)
+	}
+	if s := sim.Stats(); s.Busy != ack.BusyTries || s.Commits != 0 {
+		t.Errorf("module stats %+v; want %d busy answers and no commit", s, ack.BusyTries)
+	}
+	if _, err := os.Stat(sim.CertPath()); !os.IsNotExist(err) {
+		t.Errorf("a certificate area was written: %v", err)
+	}
+}
