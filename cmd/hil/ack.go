@@ -59,6 +59,7 @@ func provisionACK(ctx context.Context, t *bench.Target, st *station.Station, pro
 		if err != nil {
 			return err
 		}
+		defer power.Close(pw)
 		opts.PowerCycle = pw.Cycle
 	}
 	defer func() { ackFacts(o, s.Stats()) }()

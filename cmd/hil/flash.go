@@ -103,10 +103,11 @@ func flashYModem(ctx context.Context, t *bench.Target, img *flash.Image, expect,
 		return err
 	}
 	defer s.Close()
-	cfg, err := flashConfig(t)
+	cfg, release, err := flashConfig(t)
 	if err != nil {
 		return err
 	}
+	defer release()
 	var bar *flash.Bar
 	res, err := s.Flash(ctx, img, cfg, acs.FlashOptions{
 		ExpectVersion: expect,
@@ -143,26 +144,29 @@ func flashYModem(ctx context.Context, t *bench.Target, img *flash.Image, expect,
 	return nil
 }
 
-// flashConfig turns a bench target's flash section into the driver's settings.
-func flashConfig(t *bench.Target) (acs.FlashConfig, error) {
+// flashConfig turns a bench target's flash section into the driver's settings. release frees the
+// power control it opened.
+func flashConfig(t *bench.Target) (acs.FlashConfig, func(), error) {
 	f := t.Flash
 	cfg := acs.FlashConfig{
 		EnterCommand: f.EnterCommand, LoadCommand: f.LoadCommand, BootCommand: f.BootCommand,
 		VersionCommand: f.VersionCommand, Timeout: f.Timeout,
 	}
+	release := func() {}
 	if f.Prompt != "" {
 		re, err := regexp.Compile(f.Prompt)
 		if err != nil {
-			return cfg, fmt.Errorf("target %s: flash.prompt: %w", t.Name, err)
+			return cfg, release, fmt.Errorf("target %s: flash.prompt: %w", t.Name, err)
 		}
 		cfg.Prompt = re
 	}
 	if t.Power != nil {
 		pw, err := power.ForTarget(t)
 		if err != nil {
-			return cfg, err
+			return cfg, release, err
 		}
 		cfg.PowerCycle = pw.Cycle
+		release = func() { _ = power.Close(pw) }
 	}
 	if f.Enter == bench.EnterStrap {
 		cfg.Strap = func(ctx context.Context, on bool) error {
@@ -173,7 +177,7 @@ func flashConfig(t *bench.Target) (acs.FlashConfig, error) {
 			return runHostCommand(ctx, t.Name, cmd)
 		}
 	}
-	return cfg, nil
+	return cfg, release, nil
 }
 
 // runHostCommand runs a bench-file command on the station (sh -c) and names it when it fails.

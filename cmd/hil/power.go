@@ -49,9 +49,7 @@ func cmdPower(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if c, ok := pw.(io.Closer); ok {
-		defer c.Close()
-	}
+	defer power.Close(pw)
 	switch action {
 	case "on":
 		err = pw.On(ctx)

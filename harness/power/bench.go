@@ -2,6 +2,7 @@ package power
 
 import (
 	"fmt"
+	"io"
 
 	"hilbench/harness/bench"
 )
@@ -19,7 +20,7 @@ func ConfigFromBench(t *bench.Target) (Config, error) {
 	}, nil
 }
 
-// ForTarget opens a bench target's power control. Close a usb-hub backend through io.Closer.
+// ForTarget opens a bench target's power control. Release it with Close.
 func ForTarget(t *bench.Target) (Power, error) {
 	cfg, err := ConfigFromBench(t)
 	if err != nil {
@@ -30,4 +31,13 @@ func ForTarget(t *bench.Target) (Power, error) {
 		return nil, fmt.Errorf("target %s: power: %w", t.Name, err)
 	}
 	return pw, nil
+}
+
+// Close releases what a backend holds (a usb-hub backend holds USB handles); the others hold
+// nothing and Close does nothing for them.
+func Close(p Power) error {
+	if c, ok := p.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
