@@ -95,7 +95,12 @@ type Transport struct {
 	// all), for callers that can cycle the module's power rather than wait out MaxSends.
 	silentAfter int
 	boot        Text // a BOOT seen between exchanges
+	suspect     string // the other dialect the last damaged answer named, if any
 }
+
+// dialectRepeats is how many answers in a row must name the same other dialect, in frames whose
+// integrity cannot be checked, before the exchange calls it a mismatch rather than noise.
+const dialectRepeats = 3
 
 // SetSilentAfter makes an exchange give up after n sends met total silence (0: MaxSends).
 func (t *Transport) SetSilentAfter(n int) {
@@ -339,6 +344,8 @@ func (t *Transport) exchange(ctx context.Context, verb string, payload []byte) (
 	}
 	timeout := t.timeout(verb, len(line))
 	var frames, damaged, naks, timeouts int
+	var foreign string // the other dialect the unverifiable answers so far named, if all the same
+	var foreignN int
 	t.lastText = ""
 	for send := 1; send <= MaxSends; send++ {
 		if send > 1 {
@@ -358,6 +365,17 @@ func (t *Transport) exchange(ctx context.Context, verb string, payload []byte) (
 		case "damaged":
 			damaged++
 			frames++
+			switch {
+			case t.suspect == "":
+				foreign, foreignN = "", 0
+			case t.suspect == foreign:
+				foreignN++
+			default:
+				foreign, foreignN = t.suspect, 1
+			}
+			if foreignN >= dialectRepeats {
+				return Frame{}, fmt.Errorf("%s: %w (in %d answers in a row)", verb, &DialectError{Got: foreign}, foreignN)
+			}
 		case "timeout":
 			timeouts++
 		}
@@ -399,6 +417,10 @@ func (t *Transport) await(ctx context.Context, req Frame, timeout time.Duration)
 				return Frame{}, "", fmt.Errorf("%s: %w", req.Verb, err)
 			case err != nil:
 				t.count(func(s *Stats) { s.Damaged++ })
+				t.suspect = ""
+				if fe := (*FrameError)(nil); errors.As(err, &fe) {
+					t.suspect = fe.Dialect
+				}
 				return Frame{}, "damaged", nil
 			}
 			switch {

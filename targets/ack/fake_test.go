@@ -63,6 +63,7 @@ const (
 	actRebootAfter           // executed, then reset before answering: BOOT only
 	actSilence               // falls silent (until powerCycle), request not executed
 	actBadDialect            // answers with an HA2 frame
+	actForeignShape          // answers with a line naming HA2 in a shape that cannot be checked
 	actAnswerThenBoot        // executed and answered, then a reset
 )
 
@@ -162,6 +163,8 @@ func (f *fakeModule) handle(line string) string {
 		return ""
 	case actBadDialect:
 		return f.frame("HA2", seq, "OK", nil)
+	case actForeignShape:
+		return "!HA2|" + seq + "|v2\r\n"
 	}
 	key := seq + "|" + fields[4]
 	var ans string

@@ -32,7 +32,12 @@ var ErrDamagedFrame = errors.New("damaged frame")
 var ErrWrongDialect = errors.New("wrong frame dialect")
 
 // FrameError is a damaged frame: what was wrong with it.
-type FrameError struct{ Reason string }
+type FrameError struct {
+	Reason string
+	// Dialect is the other dialect the frame names when its integrity cannot be checked (it does
+	// not have HA1's shape): noise, or a module speaking that dialect. Repeats decide (Exchange).
+	Dialect string
+}
 
 func (e *FrameError) Error() string        { return "damaged frame: " + e.Reason }
 func (e *FrameError) Is(target error) bool { return target == ErrDamagedFrame }
@@ -94,12 +99,19 @@ func parseFrame(s []byte) (Frame, error) {
 	damaged := func(format string, args ...any) (Frame, error) {
 		return Frame{}, &FrameError{Reason: fmt.Sprintf(format, args...)}
 	}
-	// Another dialect is told apart from a damaged HA1 frame: a frame of HA1's shape whose CRC
-	// fails is damage (noise may hit the dialect field too), anything else naming another
-	// dialect is a mismatch.
+	// Another dialect is told apart from a damaged HA1 frame. A frame of HA1's shape whose CRC
+	// holds names another dialect for certain. One whose CRC fails is damage: noise may hit the
+	// dialect field too. A frame of another shape cannot be checked, so it is damage that names a
+	// suspected dialect; only the same name in several answers makes it a mismatch (Exchange).
 	if fields[0] != Dialect {
-		if isDialectName(fields[0]) && !(hasHA1Shape(fields) && !crcMatches(s, fields)) {
-			return Frame{}, &DialectError{Got: fields[0]}
+		if isDialectName(fields[0]) {
+			if hasHA1Shape(fields) {
+				if crcMatches(s, fields) {
+					return Frame{}, &DialectError{Got: fields[0]}
+				}
+				return damaged("dialect field %q is not %s and the crc fails", fields[0], Dialect)
+			}
+			return Frame{}, &FrameError{Reason: fmt.Sprintf("a frame naming dialect %q, not in %s's shape", fields[0], Dialect), Dialect: fields[0]}
 		}
 		if len(fields[0]) > 8 {
 			return damaged("dialect field %.8q... is not %s", fields[0], Dialect)

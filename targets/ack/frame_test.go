@@ -79,10 +79,15 @@ func TestFrameDamage(t *testing.T) {
 	if _, ok, err := ack.ParseLine([]byte(good)); !ok || err != nil {
 		t.Fatalf("good frame: %v", err)
 	}
-	for _, line := range []string{handFrame("HA2", "07", "OK", ""), "!HA2|hello|v2\n", "noise!HA10|x\n"} {
+	if _, ok, err := ack.ParseLine([]byte(handFrame("HA2", "07", "OK", ""))); !ok || !errors.Is(err, ack.ErrWrongDialect) {
+		t.Errorf("intact HA2 frame: err=%v, want a dialect mismatch", err)
+	}
+	// Frames of another shape cannot be checked: damage that names the dialect it suspects.
+	for line, want := range map[string]string{"!HA2|hello|v2\n": "HA2", "noise!HA10|x\n": "HA10", "!HA129|0A|OK|QUJD|12345678|9\n": "HA129"} {
 		_, ok, err := ack.ParseLine([]byte(line))
-		if !ok || !errors.Is(err, ack.ErrWrongDialect) {
-			t.Errorf("%q: err=%v, want a dialect mismatch", line, err)
+		var fe *ack.FrameError
+		if !ok || !errors.As(err, &fe) || fe.Dialect != want || errors.Is(err, ack.ErrWrongDialect) {
+			t.Errorf("%q: err=%v, want damage suspecting %s", line, err, want)
 		}
 	}
 	_, _, err := ack.ParseLine([]byte(handFrame("HA2", "07", "OK", "")))

@@ -157,6 +157,34 @@ func TestWrongDialect(t *testing.T) {
 	}
 }
 
+// An answer naming another dialect in a shape whose CRC cannot be checked may be noise: it is
+// resent, and only the same dialect three answers in a row is a mismatch.
+func TestForeignShapeNeedsRepeats(t *testing.T) {
+	f, m := newModule(t, testConfig(), nil)
+	f.setAct(func(n int, verb string) action {
+		if n == 1 {
+			return actForeignShape
+		}
+		return actNormal
+	})
+	if _, err := m.Hello(ctx(t)); err != nil {
+		t.Fatalf("one foreign-looking answer: %v", err)
+	}
+	if s := m.Stats(); s.Damaged != 1 || s.Retransmissions != 1 {
+		t.Errorf("stats %+v; want 1 damaged answer, 1 retransmission", s)
+	}
+
+	f, m = newModule(t, testConfig(), nil)
+	f.setAct(func(int, string) action { return actForeignShape })
+	_, err := m.Hello(ctx(t))
+	if !errors.Is(err, ack.ErrWrongDialect) || !strings.Contains(err.Error(), "module speaks HA2") || !strings.Contains(err.Error(), "3 answers in a row") {
+		t.Fatalf("err = %v", err)
+	}
+	if s := m.Stats(); s.FramesSent != 3 {
+		t.Errorf("sent %d frames; want 3", s.FramesSent)
+	}
+}
+
 func TestTextOnlyModule(t *testing.T) {
 	f, m := newModule(t, testConfig(), nil)
 	f.textOnly = true
