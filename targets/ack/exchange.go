@@ -94,7 +94,7 @@ type Transport struct {
 	// silentAfter > 0 ends an exchange after that many sends met total silence (no frame at
 	// all), for callers that can cycle the module's power rather than wait out MaxSends.
 	silentAfter int
-	boot        Text // a BOOT seen between exchanges
+	boot        Text   // a BOOT seen between exchanges
 	suspect     string // the other dialect the last damaged answer named, if any
 }
 
