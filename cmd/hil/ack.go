@@ -27,6 +27,7 @@ func ackFacts(o *report.Outcome, st ack.Stats) {
 	o.Facts["timeouts"] = strconv.Itoa(st.Timeouts)
 	o.Facts["recoveries"] = strconv.Itoa(st.Recoveries)
 	o.Facts["busy_answers"] = strconv.Itoa(st.Busy)
+	o.Facts["chunks_shortened"] = strconv.Itoa(st.Shrinks)
 	o.Facts["tx_bytes"] = strconv.FormatInt(st.BytesSent, 10)
 	o.Facts["rx_bytes"] = strconv.FormatInt(st.BytesReceived, 10)
 }

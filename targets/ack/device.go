@@ -218,15 +218,19 @@ func (m *Module) hello(ctx context.Context) (Info, error) {
 // readArea reads a READ area from offset 0 in chunks of max_chunk. With want >= 0 it reads
 // exactly want bytes; with want < 0 it reads to the area's end (a short chunk or code=range).
 func (m *Module) readArea(ctx context.Context, area string, want int) ([]byte, error) {
-	chunk := m.Info().MaxChunk
+	chunks := newChunkSizer(m.Info().MaxChunk)
 	var data []byte
 	for want < 0 || len(data) < want {
-		n := chunk
-		if want >= 0 && want-len(data) < n {
-			n = want - len(data)
-		}
 		off := len(data)
-		f, err := m.t.Exchange(ctx, "READ", EncodeText("area", area, "off", fmt.Sprint(off), "len", fmt.Sprint(n)))
+		f, n, err := m.t.exchangeChunk(ctx, chunks, "READ", func(size int) []byte {
+			if want >= 0 {
+				size = min(size, want-off)
+			}
+			return EncodeText("area", area, "off", fmt.Sprint(off), "len", fmt.Sprint(size))
+		})
+		if want >= 0 {
+			n = min(n, want-off)
+		}
 		var me *ModuleError
 		if want < 0 && off > 0 && errors.As(err, &me) && me.Code == "range" {
 			break // the area is a multiple of the chunk size long

@@ -8,7 +8,8 @@
 //   - Transport (exchange.go): stop-and-wait, one request in flight, the identical frame resent on
 //     NAK, damaged answer or timeout, at most MaxSends times; a BOOT event ends the exchange with
 //     ErrModuleRestarted so the caller re-reads the state. An ERR code=busy is asked again as a
-//     new request after a growing pause (BusyTries). Every byte goes to the transcript; Stats
+//     new request after a growing pause (BusyTries). DATA and READ chunks shrink on a line too noisy
+//     for them and grow back on a clean one (chunk.go). Every byte goes to the transcript; Stats
 //     counts sends, retransmissions, NAKs, damaged frames, timeouts, busy answers and bytes.
 //   - Module (device.go, provision.go): HELLO, KEYGEN, CSR, issue, upload (BEGIN, DATA, COMMIT),
 //     read back and verify. One signature per Module: a chain issued in this run (or the station's

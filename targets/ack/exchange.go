@@ -68,6 +68,7 @@ type Stats struct {
 	BytesReceived   int64
 	Recoveries      int // restarts or silences Provision recovered from
 	Busy            int // ERR code=busy answers (each one asked again after a pause)
+	Shrinks         int // chunks sent again shorter after the line damaged them too often (also retransmissions)
 }
 
 // Transport is stop-and-wait over the module's UART: one request in flight, resent on NAK, damage
@@ -293,22 +294,30 @@ func (e *RestartError) Unwrap() error { return ErrModuleRestarted }
 // as a new request (new seq, so the module does not replay its busy answer) after a pause that
 // doubles from BusyPause, at most BusyTries times in all; then the busy error is returned.
 func (t *Transport) Exchange(ctx context.Context, verb string, payload []byte) (Frame, error) {
+	ans, _, err := t.exchangeUpTo(ctx, verb, payload, MaxSends)
+	return ans, err
+}
+
+// exchangeUpTo is Exchange with at most maxSends sends of a request the module answers but never
+// intact (NAKs, damage); silence still gets MaxSends. It also says how many sends the answer took
+// (the last request's, when the module was busy before).
+func (t *Transport) exchangeUpTo(ctx context.Context, verb string, payload []byte, maxSends int) (Frame, int, error) {
 	pause := BusyPause
 	for try := 1; ; try++ {
-		ans, err := t.exchange(ctx, verb, payload)
+		ans, sends, err := t.exchange(ctx, verb, payload, maxSends)
 		var me *ModuleError
 		if !errors.As(err, &me) || me.Code != "busy" {
-			return ans, err
+			return ans, sends, err
 		}
 		t.count(func(s *Stats) { s.Busy++ })
 		if try >= BusyTries {
-			return ans, fmt.Errorf("%w; still busy after %d tries over %s", err, try, busyWaited(try))
+			return ans, sends, fmt.Errorf("%w; still busy after %d tries over %s", err, try, busyWaited(try))
 		}
 		select {
 		case <-ctx.Done():
-			return Frame{}, fmt.Errorf("%s: waiting out a busy module: %w", verb, ctx.Err())
+			return Frame{}, sends, fmt.Errorf("%s: waiting out a busy module: %w", verb, ctx.Err())
 		case <-t.done:
-			return Frame{}, ErrTransportClosed
+			return Frame{}, sends, ErrTransportClosed
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, BusyPauseMax)
@@ -326,37 +335,38 @@ func busyWaited(tries int) time.Duration {
 	return d
 }
 
-func (t *Transport) exchange(ctx context.Context, verb string, payload []byte) (Frame, error) {
+func (t *Transport) exchange(ctx context.Context, verb string, payload []byte, maxSends int) (Frame, int, error) {
 	if err := t.drain(); err != nil {
-		return Frame{}, err
+		return Frame{}, 0, err
 	}
 	if t.boot != nil {
 		boot := t.boot
 		t.boot = nil
 		if verb != "HELLO" {
-			return Frame{}, &RestartError{Boot: boot}
+			return Frame{}, 0, &RestartError{Boot: boot}
 		}
 	}
 	req := Frame{Seq: t.nextSeq(), Verb: verb, Payload: payload}
 	line, err := req.Encode()
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, 0, err
 	}
 	timeout := t.timeout(verb, len(line))
 	var frames, damaged, naks, timeouts int
 	var foreign string // the other dialect the unverifiable answers so far named, if all the same
 	var foreignN int
 	t.lastText = ""
-	for send := 1; send <= MaxSends; send++ {
+	send := 1
+	for ; ; send++ {
 		if send > 1 {
 			t.count(func(s *Stats) { s.Retransmissions++ })
 		}
 		if err := t.write(line); err != nil {
-			return Frame{}, fmt.Errorf("%s: %w", verb, err)
+			return Frame{}, send, fmt.Errorf("%s: %w", verb, err)
 		}
 		ans, why, err := t.await(ctx, req, timeout)
 		if err != nil || why == "" {
-			return ans, err
+			return ans, send, err
 		}
 		switch why {
 		case "nak":
@@ -374,22 +384,41 @@ func (t *Transport) exchange(ctx context.Context, verb string, payload []byte) (
 				foreign, foreignN = t.suspect, 1
 			}
 			if foreignN >= dialectRepeats {
-				return Frame{}, fmt.Errorf("%s: %w (in %d answers in a row)", verb, &DialectError{Got: foreign}, foreignN)
+				return Frame{}, send, fmt.Errorf("%s: %w (in %d answers in a row)", verb, &DialectError{Got: foreign}, foreignN)
 			}
 		case "timeout":
 			timeouts++
 		}
 		if t.silentAfter > 0 && frames == 0 && timeouts >= t.silentAfter {
-			return Frame{}, fmt.Errorf("%w to %s: the module stayed silent for %d sends", ErrNoAnswer, verb, timeouts)
+			return Frame{}, send, fmt.Errorf("%w to %s: the module stayed silent for %d sends", ErrNoAnswer, verb, timeouts)
+		}
+		// maxSends bounds a request the module answers, but never intact; silence gets MaxSends.
+		if send >= MaxSends || (frames > 0 && send >= maxSends) {
+			break
 		}
 	}
 	if verb == "HELLO" && frames == 0 && t.lastText != "" {
-		return Frame{}, fmt.Errorf("%w: no frame in answer to HELLO after %d sends, only text; last line: %q",
-			ErrNotSpeaking, MaxSends, t.red.Redact(t.lastText))
+		return Frame{}, send, fmt.Errorf("%w: no frame in answer to HELLO after %d sends, only text; last line: %q",
+			ErrNotSpeaking, send, t.red.Redact(t.lastText))
 	}
-	return Frame{}, fmt.Errorf("%w to %s after %d sends (%d timeouts, %d NAKs, %d damaged answers)",
-		ErrNoAnswer, verb, MaxSends, timeouts, naks, damaged)
+	return Frame{}, send, &NoAnswerError{Verb: verb, Sends: send, Timeouts: timeouts, NAKs: naks, Damaged: damaged}
 }
+
+// NoAnswerError is an exchange that got no usable answer in all its sends. It matches ErrNoAnswer.
+type NoAnswerError struct {
+	Verb                           string
+	Sends, Timeouts, NAKs, Damaged int
+}
+
+func (e *NoAnswerError) Error() string {
+	return fmt.Sprintf("%v to %s after %d sends (%d timeouts, %d NAKs, %d damaged answers)",
+		ErrNoAnswer, e.Verb, e.Sends, e.Timeouts, e.NAKs, e.Damaged)
+}
+func (e *NoAnswerError) Is(target error) bool { return target == ErrNoAnswer }
+
+// Heard reports whether the module answered at all (NAKs, damaged frames): a live module on a
+// line too noisy for frames this long.
+func (e *NoAnswerError) Heard() bool { return e.NAKs+e.Damaged > 0 }
 
 // await waits for the answer to one send. why says why to send again ("nak", "damaged",
 // "timeout"); it is "" when the exchange is over (an answer or an error).

@@ -293,16 +293,23 @@ func (p *provisioning) upload(ctx context.Context, chain []byte) error {
 	if _, err := m.t.Exchange(ctx, "BEGIN", EncodeText("len", fmt.Sprint(len(chain)), "sha256", sum)); err != nil {
 		return m.fail(StepUpload, err)
 	}
-	chunk := m.Info().MaxChunk
+	chunks := newChunkSizer(m.Info().MaxChunk)
 	// Each DATA either advances or names where to resume; bound the rounds so a confused module
 	// cannot keep the host busy forever.
-	rounds := 2*(len(chain)/chunk+1) + MaxSends
+	rounds := 2*(len(chain)/chunks.floor+1) + MaxSends
 	for off := 0; off < len(chain); {
 		if rounds--; rounds < 0 {
 			return m.fail(StepUpload, fmt.Errorf("upload makes no progress (at offset %d of %d)", off, len(chain)))
 		}
-		end := min(off+chunk, len(chain))
-		txt, err := m.t.textAnswer(ctx, "DATA", EncodeChunk(uint32(off), chain[off:end]))
+		f, _, err := m.t.exchangeChunk(ctx, chunks, "DATA", func(size int) []byte {
+			return EncodeChunk(uint32(off), chain[off:min(off+size, len(chain))])
+		})
+		var txt Text
+		if err == nil {
+			if txt, err = ParseText(f.Payload); err != nil {
+				err = fmt.Errorf("module's answer to DATA: %w", err)
+			}
+		}
 		var me *ModuleError
 		if errors.As(err, &me) && me.Code == "offset" {
 			txt, err = me.Text, nil // resend from where the module stands

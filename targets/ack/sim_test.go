@@ -16,9 +16,9 @@ import (
 )
 
 // startSim starts a simulated module and opens the driver on its port.
-func startSim(t *testing.T) (*acksim.Module, *ack.Module) {
+func startSim(t *testing.T, seed uint64) (*acksim.Module, *ack.Module) {
 	t.Helper()
-	m, err := acksim.Start(acksim.Config{Name: "mod", Dir: filepath.Join(t.TempDir(), "mod"), BootDelay: 5 * time.Millisecond, Seed: 7})
+	m, err := acksim.Start(acksim.Config{Name: "mod", Dir: filepath.Join(t.TempDir(), "mod"), BootDelay: 5 * time.Millisecond, Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func startSim(t *testing.T) (*acksim.Module, *ack.Module) {
 // and provisioning completes, with one signature and one commit.
 func TestProvisionWaitsOutBusy(t *testing.T) {
 	st := newStation(t)
-	sim, mod := startSim(t)
+	sim, mod := startSim(t, 7)
 	sim.SetBusy("DATA", 2)
 	sim.SetBusy("COMMIT", 3)
 	res, err := mod.Provision(ctx(t), st.issue, st.opts())
@@ -62,7 +62,7 @@ func TestProvisionWaitsOutBusy(t *testing.T) {
 // A module that stays busy is an error naming the verb and the tries, and nothing is committed.
 func TestProvisionGivesUpOnAlwaysBusy(t *testing.T) {
 	st := newStation(t)
-	sim, mod := startSim(t)
+	sim, mod := startSim(t, 7)
 	sim.SetBusy("COMMIT", 1000)
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -81,4 +81,29 @@ func TestProvisionGivesUpOnAlwaysBusy(t *testing.T) {
 	if _, err := os.Stat(sim.CertPath()); !os.IsNotExist(err) {
 		t.Errorf("a certificate area was written: %v", err)
 	}
+}
+
+// On a line too noisy for long frames (a byte error rate of 3e-3) chunks are sent again shorter
+// and every module ends provisioned with the chain it was issued.
+func TestProvisionShrinksChunksOnANoisyLine(t *testing.T) {
+	st := newStation(t)
+	shrinks := 0
+	for seed := range uint64(6) {
+		sim, mod := startSim(t, 100+seed)
+		sim.SetLineFaults(acksim.LineFaults{Noise: 0.9e-3, Drop: 0.9e-3, Corrupt: 1.2e-3})
+		res, err := mod.Provision(ctx(t), st.issue, st.opts())
+		if err != nil {
+			t.Fatalf("module %d: %v (stats %+v)", seed, err, mod.Stats())
+		}
+		sim.SetLineFaults(acksim.LineFaults{})
+		stored, err := os.ReadFile(sim.CertPath())
+		if err != nil || string(stored) != string(res.ChainPEM) {
+			t.Errorf("module %d: stored chain differs from the issued one (err %v)", seed, err)
+		}
+		shrinks += mod.Stats().Shrinks
+	}
+	if shrinks == 0 {
+		t.Error("no chunk was sent again shorter at a byte error rate of 3e-3")
+	}
+	t.Logf("%d chunks sent again shorter over 6 modules", shrinks)
 }
