@@ -257,7 +257,8 @@ func (d *Device) Upload(ctx context.Context, data []byte) error {
 var ErrNoChain = errors.New("device holds no DHA certificate chain")
 
 // ReadChain reads the stored chain (get_field 0x202). A failing command or an output without a
-// certificate means no chain; an output with a broken certificate is an error of its own.
+// certificate means no chain; an output with a broken certificate is an error of its own. The
+// device must be at its prompt: Sync first after opening it or restarting it.
 func (d *Device) ReadChain(ctx context.Context) ([]*x509.Certificate, error) {
 	raw, err := d.ReadChainPEM(ctx)
 	if err != nil {
