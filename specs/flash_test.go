@@ -92,7 +92,9 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 	It("boots the previous firmware after a power cut mid-flash, and can be flashed again", func(ctx SpecContext) {
 		d, err := simulated.Device(t.Name)
 		Expect(err).NotTo(HaveOccurred())
+		Expect(s.Sync(ctx)).To(Succeed()) // booted: the running version is known
 		before := d.RunningVersion()
+		Expect(before).NotTo(BeEmpty())
 		pw, err := power.ForTarget(t)
 		Expect(err).NotTo(HaveOccurred())
 		v := nextVersion()
