@@ -24,6 +24,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"hilbench/targets/simline"
 	"hilbench/targets/simpower"
 )
 
@@ -87,7 +88,7 @@ type Module struct {
 	portName string
 
 	txMu   sync.Mutex
-	tx, rx pacer
+	tx, rx simline.Pacer
 
 	mu      sync.Mutex
 	powered bool
@@ -143,7 +144,7 @@ func Start(cfg Config) (*Module, error) {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	m := &Module{cfg: cfg, tx: newPacer(cfg.Baud), rx: newPacer(cfg.Baud), fault: map[string]bool{}, busy: map[string]int{},
+	m := &Module{cfg: cfg, tx: simline.NewPacer(cfg.Baud), rx: simline.NewPacer(cfg.Baud), fault: map[string]bool{}, busy: map[string]int{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))}
 	if m.lock, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644); err != nil {
 		return nil, err
@@ -157,12 +158,12 @@ func Start(cfg Config) (*Module, error) {
 		return nil, fmt.Errorf("ack sim %s: opening pty: %w", cfg.Name, err)
 	}
 	m.portName = m.as.Name()
-	if m.am, err = pollable(m.am); err != nil {
+	if m.am, err = simline.Pollable(m.am); err != nil {
 		m.as.Close()
 		m.lock.Close()
 		return nil, err
 	}
-	if err := makeRaw(m.as); err != nil {
+	if err := simline.MakeRaw(m.as, 0); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -427,13 +428,13 @@ func (m *Module) sendRaw(p []byte, g uint64) {
 	m.txMu.Lock()
 	defer m.txMu.Unlock()
 	for len(p) > 0 {
-		n := min(len(p), chunkSize(m.cfg.Baud))
+		n := min(len(p), simline.ChunkSize(m.cfg.Baud, 5*time.Millisecond))
 		chunk := p[:n]
 		p = p[n:]
 		if !m.live(g) {
 			return
 		}
-		m.tx.transmit(n)
+		m.tx.Transmit(n)
 		out := m.shape(chunk)
 		m.mu.Lock()
 		m.stats.BytesOut += int64(len(out))
@@ -450,10 +451,10 @@ func (m *Module) pumpIn() {
 	for {
 		n, err := m.am.Read(buf)
 		for p := buf[:n]; len(p) > 0; {
-			k := min(len(p), chunkSize(m.cfg.Baud))
+			k := min(len(p), simline.ChunkSize(m.cfg.Baud, 5*time.Millisecond))
 			chunk := p[:k]
 			p = p[k:]
-			m.rx.transmit(k)
+			m.rx.Transmit(k)
 			chunk = m.shape(chunk)
 			m.mu.Lock()
 			m.stats.BytesIn += int64(len(chunk))
@@ -471,17 +472,4 @@ func (m *Module) pumpIn() {
 			return
 		}
 	}
-}
-
-func makeRaw(f *os.File) error {
-	t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	if err != nil {
-		return fmt.Errorf("ack sim: termios: %w", err)
-	}
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag &^= unix.CSIZE | unix.PARENB
-	t.Cflag |= unix.CS8
-	return unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"hilbench/targets/simline"
 )
 
 // Errors callers branch on.
@@ -46,9 +48,9 @@ type Device struct {
 	done  chan struct{} // closed when the supervisor has stopped
 	wg    sync.WaitGroup
 
-	txMu sync.Mutex // serialises writers of the device->harness line
-	tx   pacer      // guarded by txMu
-	rx   pacer      // used by pumpIn only
+	txMu sync.Mutex    // serialises writers of the device->harness line
+	tx   simline.Pacer // guarded by txMu
+	rx   simline.Pacer // used by pumpIn only
 
 	mu       sync.Mutex
 	powered  bool
@@ -95,9 +97,9 @@ func Start(cfg Config) (*Device, error) {
 	d := &Device{
 		cfg:   cfg,
 		l:     newLayout(cfg.Dir),
-		chunk: chunkSize(cfg.Baud),
-		tx:    newPacer(cfg.Baud),
-		rx:    newPacer(cfg.Baud),
+		chunk: simline.ChunkSize(cfg.Baud, 10*time.Millisecond),
+		tx:    simline.NewPacer(cfg.Baud),
+		rx:    simline.NewPacer(cfg.Baud),
 		reqs:  make(chan request),
 		ctl:   make(chan ctlMsg),
 		blReq: make(chan blMsg),
@@ -130,13 +132,13 @@ func Start(cfg Config) (*Device, error) {
 		return fail(fmt.Errorf("opening pty: %w", err))
 	}
 	d.portName = d.as.Name()
-	if d.am, err = pollable(d.am); err != nil {
+	if d.am, err = simline.Pollable(d.am); err != nil {
 		return fail(err)
 	}
-	if d.as, err = pollable(d.as); err != nil {
+	if d.as, err = simline.Pollable(d.as); err != nil {
 		return fail(err)
 	}
-	if err := makeRaw(d.as, cfg.Baud); err != nil {
+	if err := simline.MakeRaw(d.as, cfg.Baud); err != nil {
 		return fail(err)
 	}
 	if err := linkAtomic(d.portName, d.l.tty); err != nil {
@@ -662,7 +664,7 @@ func (d *Device) send(p []byte, g uint64) {
 		if !d.live(g) {
 			return
 		}
-		d.tx.transmit(n)
+		d.tx.Transmit(n)
 		out, ok := d.shape(chunk, g)
 		if !ok {
 			return
@@ -716,7 +718,7 @@ func (d *Device) speedMismatch() bool {
 	if d.cfg.Baud == 0 {
 		return false
 	}
-	rate, ok := portSpeed(d.as)
+	rate, ok := simline.PortSpeed(d.as)
 	return ok && rate != d.cfg.Baud
 }
 
@@ -731,7 +733,7 @@ func (d *Device) pumpIn() {
 			k := min(len(p), d.chunk)
 			chunk := p[:k]
 			p = p[k:]
-			d.rx.transmit(k)
+			d.rx.Transmit(k)
 			mismatch := d.speedMismatch()
 			d.mu.Lock()
 			s, bl := d.sess, d.bl

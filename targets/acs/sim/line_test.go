@@ -11,20 +11,6 @@ import (
 	"time"
 )
 
-func TestPacerLowerBound(t *testing.T) {
-	p := newPacer(9600)
-	start := time.Now()
-	for i := 0; i < 12; i++ {
-		p.transmit(8) // 96 bytes at 960 B/s: 100 ms
-	}
-	if el := time.Since(start); el < 95*time.Millisecond {
-		t.Errorf("96 bytes at 9600 baud took %v, the line cannot be that fast", el)
-	}
-	if chunkSize(115200) != 115 || chunkSize(0) != 4096 || chunkSize(300) != 1 {
-		t.Errorf("chunk sizes %d %d %d", chunkSize(115200), chunkSize(0), chunkSize(300))
-	}
-}
-
 // transfer times an 11520-byte answer of the device.
 func transfer(t *testing.T, baud int) time.Duration {
 	d := startDevice(t, func(c *Config) { c.Baud = baud })

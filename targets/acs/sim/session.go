@@ -13,6 +13,8 @@ import (
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+
+	"hilbench/targets/simline"
 )
 
 // session is one run of the device's console shell: a busybox sh on pty B,
@@ -75,7 +77,7 @@ func (d *Device) startSession(gen uint64) (*session, error) {
 		fifo.Close()
 		return nil, fmt.Errorf("starting shell %s: %w", d.cfg.Busybox, err)
 	}
-	if bm, err = pollable(bm); err != nil {
+	if bm, err = simline.Pollable(bm); err != nil {
 		killSession(cmd.Process.Pid)
 		_ = cmd.Wait()
 		fifo.Close()

@@ -1,4 +1,7 @@
-package sim
+// Package simline is the serial line the simulators share: a UART's pace at a modelled baud
+// rate, and the pty plumbing (raw mode, the line rate the harness set, poller-backed files). It
+// belongs to the simulators only; the drivers they test never import it.
+package simline
 
 import (
 	"fmt"
@@ -8,24 +11,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pacer models one direction of a UART: a byte occupies the line for 10 bit
+// Pacer models one direction of a UART: a byte occupies the line for 10 bit
 // times (8N1), so the next byte cannot start before the previous one ended.
 // Not safe for concurrent use; each direction has its own.
-type pacer struct {
+type Pacer struct {
 	byteTime time.Duration // 0: unlimited
 	free     time.Time     // when the line finishes what it has been given
 }
 
-func newPacer(baud int) pacer {
+// NewPacer paces a line at baud; baud <= 0 is a line without a rate limit.
+func NewPacer(baud int) Pacer {
 	if baud <= 0 {
-		return pacer{}
+		return Pacer{}
 	}
-	return pacer{byteTime: 10 * time.Second / time.Duration(baud)}
+	return Pacer{byteTime: 10 * time.Second / time.Duration(baud)}
 }
 
-// transmit blocks until n more bytes have crossed the line: the receiver
+// Transmit blocks until n more bytes have crossed the line: the receiver
 // sees a chunk once its last byte has arrived, as with a real UART FIFO.
-func (p *pacer) transmit(n int) {
+func (p *Pacer) Transmit(n int) {
 	if p.byteTime == 0 {
 		return
 	}
@@ -49,13 +53,13 @@ func lineSleep(d time.Duration) {
 	}
 }
 
-// chunkSize is how many bytes move at once: about 10 ms of line time, so
-// pacing is smooth without a syscall per byte.
-func chunkSize(baud int) int {
+// ChunkSize is how many bytes to move at once so that each move is about d of line time: pacing
+// is smooth without a syscall per byte. Without a rate limit it is 4096.
+func ChunkSize(baud int, d time.Duration) int {
 	if baud <= 0 {
 		return 4096
 	}
-	return max(1, baud/10/100)
+	return max(1, int(int64(baud/10)*int64(d)/int64(time.Second)))
 }
 
 // speedCodes maps line rates to termios CBAUD codes.
@@ -68,9 +72,9 @@ var speedCodes = map[int]uint32{
 	2000000: unix.B2000000, 3000000: unix.B3000000, 4000000: unix.B4000000,
 }
 
-// portSpeed reads the line rate the port (slave of pty A) is set to, the
-// way the harness set it with tcsetattr. ok is false if it cannot tell.
-func portSpeed(f *os.File) (baud int, ok bool) {
+// PortSpeed reads the line rate a pty slave is set to, the way the harness
+// set it with tcsetattr. ok is false if it cannot tell.
+func PortSpeed(f *os.File) (baud int, ok bool) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return 0, false
@@ -94,10 +98,10 @@ func portSpeed(f *os.File) (baud int, ok bool) {
 	return 0, false
 }
 
-// makeRaw puts the port into raw mode at the device's line rate. Raw matters:
-// with the default ECHO the pty would loop the device's output back into it
+// MakeRaw puts a pty slave into raw mode (cfmakeraw) at baud (baud <= 0 leaves the rate as it
+// is). Raw matters: with the default ECHO the pty would loop the device's output back into it
 // before the harness has opened and configured the port.
-func makeRaw(f *os.File, baud int) error {
+func MakeRaw(f *os.File, baud int) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("setting raw mode: %w", err)
@@ -137,10 +141,10 @@ func makeRaw(f *os.File, baud int) error {
 	return nil
 }
 
-// pollable returns f as a non-blocking, poller-backed file and closes f.
+// Pollable returns f as a non-blocking, poller-backed file and closes f.
 // creack/pty hands out blocking files (it calls Fd()), on which Close does
 // not interrupt a pending Read and deadlines do not work.
-func pollable(f *os.File) (*os.File, error) {
+func Pollable(f *os.File) (*os.File, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("pollable %s: %w", f.Name(), err)
