@@ -17,7 +17,7 @@ func parseID(s string) uint16 {
 	return uint16(v)
 }
 
-func flashDFU(ctx context.Context, t *bench.Target, img *flash.Image, prog *progress, stdout io.Writer, o *report.Outcome) error {
+func flashDFU(ctx context.Context, t *bench.Target, img *flash.Image, unprotect bool, prog *progress, stdout io.Writer, o *report.Outcome) error {
 	d := t.Flash.DFU
 	vid, pid := parseID(d.VID), parseID(d.PID)
 	if img.DFU != nil {
@@ -25,7 +25,7 @@ func flashDFU(ctx context.Context, t *bench.Target, img *flash.Image, prog *prog
 			return err
 		}
 	}
-	target := usb.FlashTarget{DFU: usb.Match{Vendor: vid, Product: pid, Serial: d.Serial}, Alt: uint8(d.Alt), Address: d.Address}
+	target := usb.FlashTarget{DFU: usb.Match{Vendor: vid, Product: pid, Serial: d.Serial}, Alt: uint8(d.Alt), Address: d.Address, MassErase: d.MassErase, Unprotect: unprotect}
 	if d.RuntimeVID != "" || d.RuntimePID != "" {
 		rv, rp := vid, pid
 		if d.RuntimeVID != "" {

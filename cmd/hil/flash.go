@@ -27,6 +27,7 @@ func cmdFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	format := fs.String("format", "", "image format: raw, ihex or dfu (default: by extension)")
 	expect := fs.String("expect-version", "", "the version the new firmware must report once booted")
 	out := fs.String("out", "", "output directory (default: the bench file's output)")
+	unprotect := fs.Bool("unprotect", false, "DfuSe: lift the device's read protection first (this erases all of its flash)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -49,6 +50,9 @@ func cmdFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if t.Flash == nil {
 		return fmt.Errorf("target %s has no flash section in %s: say how it is flashed (method ymodem or dfu)", t.Name, b.Path)
+	}
+	if *unprotect && t.Flash.Method != bench.MethodDFU {
+		return fmt.Errorf("%w: --unprotect is for DfuSe devices (method dfu); target %s is flashed by %s", errUsage, t.Name, t.Flash.Method)
 	}
 	if *out == "" {
 		*out = b.Output
@@ -80,7 +84,7 @@ func cmdFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case bench.MethodYModem:
 			err = flashYModem(ctx, t, img, *expect, dir, prog, stdout, o)
 		case bench.MethodDFU:
-			err = flashDFU(ctx, t, img, prog, stdout, o)
+			err = flashDFU(ctx, t, img, *unprotect, prog, stdout, o)
 		default:
 			err = fmt.Errorf("unknown flash method %q", t.Flash.Method)
 		}

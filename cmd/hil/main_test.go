@@ -129,6 +129,8 @@ func TestUsageErrors(t *testing.T) {
 		{"provision", "--bench", "x.yaml", "--all", "--target", "dut1"},
 		{"dak"},
 		{"sim", "-n", "0"},
+		// read unprotect is a DfuSe command; dut1 is flashed over its console
+		{"flash", "--bench", "../../fixtures/benches/example.yaml", "--target", "dut1", "--unprotect", "fw.bin"},
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(ctx, args, &out, &errOut); !errors.Is(err, errUsage) {

@@ -211,6 +211,7 @@ type FlashDFU struct {
 	Serial     string
 	Alt        int
 	Address    uint32 // DfuSe: start address (0: from the image or the memory map)
+	MassErase  bool   // DfuSe: erase all of the flash before writing, not only the image's pages
 	RuntimeVID string // the device before DETACH, if it differs
 	RuntimePID string
 }

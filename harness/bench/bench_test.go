@@ -554,7 +554,7 @@ targets:
     flash:
       method: dfu
       flash_size: 512K
-      dfu: {vid: "0483", pid: df11, alt: 0, address: "0x08000000", runtime_vid: "1209", runtime_pid: "0001"}
+      dfu: {vid: "0483", pid: df11, alt: 0, address: "0x08000000", mass_erase: true, runtime_vid: "1209", runtime_pid: "0001"}
 `
 	b, err := parse(t, dir, yaml)
 	if err != nil {
@@ -577,7 +577,7 @@ targets:
 	if !reflect.DeepEqual(b.Targets[1].Flash, wantY) {
 		t.Errorf("ymodem flash = %+v\nwant %+v", b.Targets[1].Flash, wantY)
 	}
-	wantD := &bench.Flash{Method: "dfu", FlashSize: 512 << 10, DFU: &bench.FlashDFU{VID: "0483", PID: "df11", Address: 0x08000000,
+	wantD := &bench.Flash{Method: "dfu", FlashSize: 512 << 10, DFU: &bench.FlashDFU{VID: "0483", PID: "df11", Address: 0x08000000, MassErase: true,
 		RuntimeVID: "1209", RuntimePID: "0001"}}
 	if !reflect.DeepEqual(b.Targets[2].Flash, wantD) {
 		t.Errorf("dfu flash = %+v / %+v\nwant %+v / %+v", b.Targets[2].Flash, b.Targets[2].Flash.DFU, wantD, wantD.DFU)

@@ -126,6 +126,7 @@ type fileFlashDFU struct {
 	Serial     string `yaml:"serial,omitempty"`
 	Alt        int    `yaml:"alt,omitempty"`
 	Address    string `yaml:"address,omitempty"`
+	MassErase  bool   `yaml:"mass_erase,omitempty"`
 	RuntimeVID string `yaml:"runtime_vid,omitempty"`
 	RuntimePID string `yaml:"runtime_pid,omitempty"`
 }
@@ -260,7 +261,7 @@ func (b *Bench) marshal(dir string) ([]byte, error) {
 				StrapOn: fl.StrapOn, StrapOff: fl.StrapOff, Prompt: fl.Prompt, LoadCommand: fl.LoadCommand,
 				BootCommand: fl.BootCommand, VersionCommand: fl.VersionCommand, Timeout: durationString(fl.Timeout)}
 			if d := fl.DFU; d != nil {
-				ff.DFU = &fileFlashDFU{VID: d.VID, PID: d.PID, Serial: d.Serial, Alt: d.Alt, RuntimeVID: d.RuntimeVID, RuntimePID: d.RuntimePID}
+				ff.DFU = &fileFlashDFU{VID: d.VID, PID: d.PID, Serial: d.Serial, Alt: d.Alt, MassErase: d.MassErase, RuntimeVID: d.RuntimeVID, RuntimePID: d.RuntimePID}
 				if d.Address != 0 {
 					ff.DFU.Address = fmt.Sprintf("0x%08x", d.Address)
 				}

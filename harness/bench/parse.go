@@ -897,7 +897,7 @@ func (p *parser) flash(top *fields, tpath string) *Flash {
 	fl.BootCommand, _ = f.str("boot_command")
 	fl.VersionCommand, _ = f.str("version_command")
 	fl.Timeout = f.duration("timeout")
-	df := f.sub("dfu", []string{"vid", "pid", "serial", "alt", "address", "runtime_vid", "runtime_pid"})
+	df := f.sub("dfu", []string{"vid", "pid", "serial", "alt", "address", "mass_erase", "runtime_vid", "runtime_pid"})
 	switch {
 	case fl.Method == MethodDFU && df == nil:
 		if !f.suggested["dfu"] {
@@ -918,6 +918,7 @@ func (p *parser) flash(top *fields, tpath string) *Flash {
 			}
 			d.Address = uint32(a)
 		}
+		d.MassErase = df.bool("mass_erase")
 		for _, x := range []struct {
 			name string
 			dst  *string

@@ -165,6 +165,11 @@ func (d *DFU) failed(st DeviceStatus) error {
 // waitIdle polls GETSTATUS after a DNLOAD until dfuDNLOAD-IDLE, sleeping exactly the
 // bwPollTimeout the device asks for between polls.
 func (d *DFU) waitIdle(ctx context.Context, s *Stats) error {
+	return d.waitIdleWithin(ctx, s, d.BusyTimeout)
+}
+
+// waitIdleWithin is waitIdle with its own bound, for work longer than a block (a mass erase).
+func (d *DFU) waitIdleWithin(ctx context.Context, s *Stats, limit time.Duration) error {
 	var deadline time.Time
 	for {
 		st, err := d.GetStatus()
@@ -184,9 +189,9 @@ func (d *DFU) waitIdle(ctx context.Context, s *Stats) error {
 		}
 		now := d.Clock.Now()
 		if deadline.IsZero() {
-			deadline = now.Add(d.BusyTimeout)
+			deadline = now.Add(limit)
 		} else if now.After(deadline) {
-			return fmt.Errorf("device still in %s after %v", st.State, d.BusyTimeout)
+			return fmt.Errorf("device still in %s after %v", st.State, limit)
 		}
 		if err := d.Clock.Sleep(ctx, st.PollTimeout); err != nil {
 			return err

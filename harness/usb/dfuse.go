@@ -3,16 +3,19 @@ package usb
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DfuSe commands, sent as DNLOAD with wValue 0.
 const (
 	dfuseSetAddress = 0x21
-	dfuseErase      = 0x41
+	dfuseErase      = 0x41 // with an address: erase that page; alone: mass erase
+	dfuseUnprotect  = 0x92
 )
 
 // Segment is a run of equal pages in a DfuSe memory map.
@@ -137,6 +140,60 @@ func (d *DFU) command(ctx context.Context, what string, cmd byte, addr uint32, s
 	return nil
 }
 
+// MassEraseTimeout bounds a DfuSe mass erase: a whole flash takes seconds to tens of seconds.
+const MassEraseTimeout = 2 * time.Minute
+
+// MassErase erases all of a DfuSe device's flash: the erase command without an address.
+func (d *DFU) MassErase(ctx context.Context) error {
+	var s Stats
+	return d.massErase(ctx, &s)
+}
+
+func (d *DFU) massErase(ctx context.Context, s *Stats) error {
+	if !d.iface.Func.DfuSe() {
+		return fmt.Errorf("mass erase: %s is not a DfuSe device", d.iface)
+	}
+	if err := d.Idle(); err != nil {
+		return fmt.Errorf("mass erase: recover: %w", err)
+	}
+	if err := d.out(reqDnload, 0, []byte{dfuseErase}); err != nil {
+		return fmt.Errorf("DfuSe mass erase: %w", d.afterStall(err))
+	}
+	if err := d.waitIdleWithin(ctx, s, max(d.BusyTimeout, MassEraseTimeout)); err != nil {
+		return fmt.Errorf("DfuSe mass erase: %w", err)
+	}
+	s.Commands++
+	return nil
+}
+
+// ReadUnprotect lifts a DfuSe device's read protection. The device then erases all of its flash
+// and resets: it leaves the bus once it has acknowledged the command, and comes back as a new
+// device (in DFU mode while its boot strap is set), to be opened again.
+func (d *DFU) ReadUnprotect(ctx context.Context) error {
+	if !d.iface.Func.DfuSe() {
+		return fmt.Errorf("read unprotect: %s is not a DfuSe device", d.iface)
+	}
+	if err := d.Idle(); err != nil {
+		return fmt.Errorf("read unprotect: recover: %w", err)
+	}
+	if err := d.out(reqDnload, 0, []byte{dfuseUnprotect}); err != nil {
+		return fmt.Errorf("DfuSe read unprotect: %w", d.afterStall(err))
+	}
+	st, err := d.GetStatus()
+	switch {
+	case errors.Is(err, ErrDeviceGone):
+		return nil // reset at once
+	case err != nil:
+		return fmt.Errorf("DfuSe read unprotect: %w", err)
+	case st.Status != StatusOK || st.State == DfuError:
+		return fmt.Errorf("DfuSe read unprotect: %w", d.failed(st))
+	case st.State != DnBusy:
+		return fmt.Errorf("DfuSe read unprotect: %w", &StateError{State: st.State, Status: st.Status, Want: "dfuDNBUSY"})
+	}
+	// Busy erasing; it resets when done and answers nothing more.
+	return d.Clock.Sleep(ctx, st.PollTimeout)
+}
+
 // maxDfuSeBlocks is how many data blocks follow one set-address: wValue runs 2..0xFFFF.
 const maxDfuSeBlocks = 0xFFFF - 1
 
@@ -152,6 +209,12 @@ func (d *DFU) downloadDfuSe(ctx context.Context, data []byte, opts DownloadOptio
 	pages, err := m.ErasePages(addr, len(data))
 	if err != nil {
 		return fmt.Errorf("refusing DfuSe download of %d bytes at 0x%08x: %w", len(data), addr, err)
+	}
+	if opts.MassErase {
+		pages = nil
+		if err := d.massErase(ctx, s); err != nil {
+			return err
+		}
 	}
 	for _, p := range pages {
 		if err := d.command(ctx, "erase page", dfuseErase, p, s); err != nil {

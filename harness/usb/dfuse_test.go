@@ -1,7 +1,9 @@
 package usb_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +119,48 @@ func TestDfuSeRefusesUnwritable(t *testing.T) {
 	}
 	if len(r.fake.Stats().Erases) != 0 {
 		t.Fatal("refused download erased pages")
+	}
+	r.clean(t)
+}
+
+func TestDfuSeMassErase(t *testing.T) {
+	const m = "@Flash /0x08000000/04*016Kg/0x08010000/01*016Ka"
+	r := newRig(t, fakedfu.Config{MemoryMap: m, TransferSize: 2048, ProgramTime: 2 * time.Millisecond})
+	old := image(4*16<<10, 30) // fill every erasable page with an older firmware
+	mustDownload(t, r, old, usb.DownloadOptions{})
+	data := image(5000, 31)
+	s := mustDownload(t, r, data, usb.DownloadOptions{MassErase: true})
+	if st := r.fake.Stats(); st.MassErases != 1 || len(st.Erases) != 4 {
+		t.Fatalf("mass erases %d, page erases %x; want 1 mass erase and only the first download's 4 pages", st.MassErases, st.Erases)
+	}
+	sameBytes(t, "flash", r.fake.Memory(0x08000000, len(data)), data)
+	// Nothing of the older firmware stays behind, not even past the new image.
+	sameBytes(t, "rest of flash", r.fake.Memory(0x08000000+uint32(len(data)), 4*16<<10-len(data)), bytes.Repeat([]byte{0xFF}, 4*16<<10-len(data)))
+	if s.Commands != 2 { // the mass erase and one set-address
+		t.Fatalf("stats %+v", s)
+	}
+	r.clean(t)
+	r.honoured(t)
+
+	plain := newRig(t, fakedfu.Config{})
+	if err := plain.dfu.MassErase(context.Background()); err == nil || !strings.Contains(err.Error(), "not a DfuSe device") {
+		t.Fatalf("mass erase of a plain DFU device: %v", err)
+	}
+}
+
+func TestDfuSeReadUnprotect(t *testing.T) {
+	r := newRig(t, fakedfu.Config{MemoryMap: stm32F4, ProgramTime: 5 * time.Millisecond})
+	mustDownload(t, r, image(40000, 32), usb.DownloadOptions{})
+	if err := r.dfu.ReadUnprotect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.fake.Stats(); st.Unprotects != 1 {
+		t.Fatalf("unprotects %d", st.Unprotects)
+	}
+	sameBytes(t, "flash", r.fake.Memory(0x08000000, 40000), bytes.Repeat([]byte{0xFF}, 40000))
+	// The device reset: the handle is dead until the device is opened again.
+	if _, err := r.dfu.GetStatus(); !errors.Is(err, usb.ErrDeviceGone) {
+		t.Fatalf("GETSTATUS after unprotect: %v, want the device gone", err)
 	}
 	r.clean(t)
 }

@@ -15,6 +15,9 @@ type DownloadOptions struct {
 	Address uint32
 	// Leave makes a DfuSe device leave DFU mode and run the firmware afterwards.
 	Leave bool
+	// MassErase erases all of a DfuSe device's flash first, instead of the pages the image
+	// covers: nothing of the previous firmware stays behind.
+	MassErase bool
 }
 
 // Stats describe a download.

@@ -16,6 +16,11 @@ type FlashTarget struct {
 	Runtime *Match // the device while it runs its firmware, when it differs (nil: same as DFU)
 	Alt     uint8  // alternate setting to download to
 	Address uint32 // DfuSe: where the image goes (0: start of the memory map)
+	// MassErase erases all of a DfuSe device's flash before writing.
+	MassErase bool
+	// Unprotect lifts a DfuSe device's read protection first. The device erases its flash and
+	// resets; Flash waits for it to come back in DFU mode (its boot strap must stay set).
+	Unprotect bool
 	// ReenumerateTimeout bounds the wait for the device to come back after a detach.
 	ReenumerateTimeout time.Duration
 }
@@ -40,28 +45,32 @@ func Flash(ctx context.Context, t FlashTarget, data []byte, progress func(done, 
 	if err != nil {
 		return nil, err
 	}
-	defer func() { dev.Close() }()
-	ifaces, err := dev.Interfaces()
+	defer func() {
+		if dev != nil {
+			dev.Close()
+		}
+	}()
+	iface, err := claimDFU(dev, t)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s's DFU interfaces: %w", t.DFU, err)
+		return nil, err
 	}
-	var iface *Interface
-	for i := range ifaces {
-		if !ifaces[i].Runtime() && ifaces[i].Alt == t.Alt {
-			iface = &ifaces[i]
+	if t.Unprotect {
+		if err := New(dev, *iface).ReadUnprotect(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", t.DFU, err)
+		}
+		dev.Close()
+		again, err := Reopen(ctx, uctx, t.DFU, t.ReenumerateTimeout)
+		if err != nil {
+			dev = nil
+			return nil, fmt.Errorf("%s after read unprotect (the device resets; its boot strap must keep it in DFU mode): %w", t.DFU, err)
+		}
+		dev = again
+		if iface, err = claimDFU(dev, t); err != nil {
+			return nil, err
 		}
 	}
-	if iface == nil {
-		return nil, fmt.Errorf("%s has no DFU-mode interface with alt setting %d (it has: %v)", t.DFU, t.Alt, ifaces)
-	}
-	if !iface.Func.CanDownload() {
-		return nil, fmt.Errorf("%s: %s does not accept downloads", t.DFU, iface)
-	}
-	if err := dev.Claim(*iface); err != nil {
-		return nil, fmt.Errorf("claiming %s: %w", iface, err)
-	}
 	d := New(dev, *iface)
-	st, err := d.Download(ctx, data, DownloadOptions{Progress: progress, Address: t.Address})
+	st, err := d.Download(ctx, data, DownloadOptions{Progress: progress, Address: t.Address, MassErase: t.MassErase})
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +92,30 @@ func Flash(ctx context.Context, t FlashTarget, data []byte, progress func(done, 
 		res.ReadBack = true
 	}
 	return res, nil
+}
+
+// claimDFU finds and claims the DFU-mode interface with the target's alt setting.
+func claimDFU(dev *USBDevice, t FlashTarget) (*Interface, error) {
+	ifaces, err := dev.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s's DFU interfaces: %w", t.DFU, err)
+	}
+	var iface *Interface
+	for i := range ifaces {
+		if !ifaces[i].Runtime() && ifaces[i].Alt == t.Alt {
+			iface = &ifaces[i]
+		}
+	}
+	if iface == nil {
+		return nil, fmt.Errorf("%s has no DFU-mode interface with alt setting %d (it has: %v)", t.DFU, t.Alt, ifaces)
+	}
+	if !iface.Func.CanDownload() {
+		return nil, fmt.Errorf("%s: %s does not accept downloads", t.DFU, iface)
+	}
+	if err := dev.Claim(*iface); err != nil {
+		return nil, fmt.Errorf("claiming %s: %w", iface, err)
+	}
+	return iface, nil
 }
 
 // openForDFU opens the device in DFU mode, detaching it from its firmware first if needed.

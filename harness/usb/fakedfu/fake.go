@@ -52,6 +52,7 @@ type Stats struct {
 	AskedPolls                  []time.Duration // non-zero bwPollTimeouts reported, in order
 	Violations                  []string        // protocol errors by the host
 	Erases                      []uint32        // DfuSe pages erased, in order
+	MassErases, Unprotects      int             // DfuSe mass erases and read unprotects
 	Left                        bool            // a DfuSe leave happened
 }
 

@@ -20,6 +20,13 @@ func (d *Device) getStatus(data []byte) (int, error) {
 	}
 	switch d.state {
 	case dnloadSync:
+		if d.pages != nil && d.pendingNum == 0 && len(d.pending) == 1 && d.pending[0] == 0x92 {
+			// Read unprotect: acknowledged busy, then the device erases its flash and resets.
+			d.eraseAll()
+			d.stats.Unprotects++
+			d.state, d.gone = dnBusy, true
+			return d.reply(data, max(d.cfg.ProgramTime, time.Millisecond))
+		}
 		if d.cfg.ProgramTime <= 0 {
 			d.commit()
 			return d.replyAfterBlock(data)
@@ -122,6 +129,10 @@ func (d *Device) apply() uint8 {
 
 func (d *Device) dfuseCommand(c []byte) uint8 {
 	switch {
+	case len(c) == 1 && c[0] == 0x41:
+		d.eraseAll()
+		d.stats.MassErases++
+		return statusOK
 	case len(c) == 5 && c[0] == 0x21:
 		d.pointer = binary.LittleEndian.Uint32(c[1:])
 		return statusOK
@@ -139,6 +150,19 @@ func (d *Device) dfuseCommand(c []byte) uint8 {
 		return statusOK
 	}
 	return statusErrUnknown
+}
+
+// eraseAll erases every erasable page (mass erase, read unprotect).
+func (d *Device) eraseAll() {
+	for _, p := range d.pages {
+		if !p.erasable() {
+			continue
+		}
+		buf := d.pageBytes(p)
+		for i := range buf {
+			buf[i] = 0xFF
+		}
+	}
 }
 
 func (d *Device) pageAt(a uint32) (page, bool) {
