@@ -146,6 +146,22 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
+// missed counts an answer that was not an ACK (answer's err nil: a NAK) and says what it was, or
+// returns the error that ends the transfer.
+func (s *sender) missed(err error) (string, error) {
+	switch {
+	case err == nil:
+		s.st.NAKs++
+		return "NAK", nil
+	case errors.Is(err, errTimeout):
+		s.st.Timeouts++
+		return fmt.Sprintf("no answer within %s", s.opts.BlockTimeout), nil
+	case errors.Is(err, errGarbled):
+		return "garbled answer", nil
+	}
+	return "", err
+}
+
 // sendBlock sends a block until it is acknowledged, resending on NAK,
 // timeout and garbage.
 func (s *sender) sendBlock(what string, f []byte) error {
@@ -158,19 +174,11 @@ func (s *sender) sendBlock(what string, f []byte) error {
 			return fmt.Errorf("writing %s: %w", what, err)
 		}
 		b, err := s.answer()
-		var last string
-		switch {
-		case err == nil && b == ack:
+		if err == nil && b == ack {
 			return nil
-		case err == nil: // NAK
-			s.st.NAKs++
-			last = "NAK"
-		case errors.Is(err, errTimeout):
-			s.st.Timeouts++
-			last = fmt.Sprintf("no answer within %s", s.opts.BlockTimeout)
-		case errors.Is(err, errGarbled):
-			last = "garbled answer"
-		default:
+		}
+		last, err := s.missed(err)
+		if err != nil {
 			return fmt.Errorf("sending %s: %w", what, err)
 		}
 		if try >= s.opts.MaxRetries {
@@ -192,22 +200,15 @@ func (s *sender) sendEOT() error {
 			return fmt.Errorf("writing EOT: %w", err)
 		}
 		b, err := s.answer()
-		var last string
 		switch {
 		case err == nil && b == ack:
 			return nil
 		case err == nil && expectNAK:
 			expectNAK, resend = false, false
 			continue
-		case err == nil:
-			s.st.NAKs++
-			last = "NAK"
-		case errors.Is(err, errTimeout):
-			s.st.Timeouts++
-			last = fmt.Sprintf("no answer within %s", s.opts.BlockTimeout)
-		case errors.Is(err, errGarbled):
-			last = "garbled answer"
-		default:
+		}
+		last, err := s.missed(err)
+		if err != nil {
 			return fmt.Errorf("sending EOT: %w", err)
 		}
 		resend = true
