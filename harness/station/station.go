@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"hilbench/harness/bench"
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer"
 	"hilbench/harness/signer/agent"
@@ -46,6 +47,8 @@ type Station struct {
 	Audit   *audit.Log     // direct signing only
 	// Logf receives budget warnings; nil: standard error.
 	Logf func(format string, args ...any)
+	// Issuer turns device CSRs into chains, exactly once per device key; drivers use it.
+	Issuer device.Issuer
 
 	agent *agent.Client
 	mu    sync.Mutex // direct signing: reserve, sign, record, one at a time
@@ -65,7 +68,9 @@ func Open(ctx context.Context, b *bench.Bench, now time.Time) (*Station, error) 
 		if err != nil {
 			return nil, err
 		}
-		return &Station{Roots: roots, agent: c}, nil
+		st := &Station{Roots: roots, agent: c}
+		st.Issuer = interimIssuer{st}
+		return st, nil
 	}
 	s, err := OpenSigner(ctx, b, now)
 	if err != nil {
@@ -75,6 +80,7 @@ func Open(ctx context.Context, b *bench.Bench, now time.Time) (*Station, error) 
 		roots = s.Chain()[:1] // the DAK certificate itself
 	}
 	st := &Station{Signer: s, Roots: roots}
+	st.Issuer = interimIssuer{st}
 	fail := func(err error) (*Station, error) {
 		st.Close()
 		return nil, err
