@@ -41,7 +41,7 @@ import (
 type Station struct {
 	Signer  signer.Signer // nil when an agent signs
 	Profile *pki.Profile  // nil when an agent signs (the agent checks CSRs)
-	Issuer  *pki.Issuer   // nil when an agent signs
+	Certs   *pki.Issuer   // nil when an agent signs
 	Roots   []*x509.Certificate
 	Budget  *budget.Budget // direct signing only
 	Audit   *audit.Log     // direct signing only
@@ -89,7 +89,7 @@ func Open(ctx context.Context, b *bench.Bench, now time.Time) (*Station, error) 
 		return fail(err)
 	}
 	chain := s.Chain()
-	st.Issuer = &pki.Issuer{
+	st.Certs = &pki.Issuer{
 		Profile:       st.Profile,
 		Signer:        s,
 		CA:            chain[0],
@@ -202,7 +202,7 @@ func (s *Station) Issue(ctx context.Context, target string, csrPEM []byte) (*pki
 	if res.Warning {
 		s.logf("DAK budget: %s", res.Message)
 	}
-	issued, err := s.Issuer.Issue(csrPEM)
+	issued, err := s.Certs.Issue(csrPEM)
 	if err != nil {
 		return nil, err
 	}
