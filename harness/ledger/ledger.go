@@ -20,7 +20,12 @@ package ledger
 
 import (
 	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -200,4 +205,16 @@ func CanAdvance(from, to State) bool {
 		return false
 	}
 	return to.rank() >= from.rank()
+}
+
+// KeyHash is the device key a record is filed under: the lower-case hex SHA-256 of the public
+// key's SubjectPublicKeyInfo DER as crypto/x509 marshals it (one encoding for a key whether it
+// came from a CSR or a certificate).
+func KeyHash(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("device public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
 }

@@ -77,20 +77,32 @@ func (is *Issuer) Issue(csrPEM []byte) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now
-	if is.Now != nil {
-		now = is.Now
-	}
-	notBefore := now().UTC().Truncate(time.Second)
-	if notBefore.Before(is.CA.NotBefore) || notBefore.After(is.CA.NotAfter) {
-		// openssl would sign anyway; the chains would never verify.
-		return nil, fmt.Errorf("issuer: DAK certificate %q is valid %s to %s, not at %s: %w", is.CA.Subject,
-			is.CA.NotBefore.Format(time.RFC3339), is.CA.NotAfter.Format(time.RFC3339), notBefore.Format(time.RFC3339), ErrDAKNotValid)
+	notBefore, err := is.notBefore()
+	if err != nil {
+		return nil, err
 	}
 	csr, err := is.Profile.CheckCSR(csrPEM)
 	if err != nil {
 		return nil, err
 	}
+	return is.issue(csr, caKey, notBefore)
+}
+
+// IssueChecked issues for a CSR that Profile.CheckCSR already accepted (the issuance pipeline
+// checks each CSR once, before it reserves a signature).
+func (is *Issuer) IssueChecked(csr *x509.CertificateRequest) (*Issued, error) {
+	caKey, err := is.check()
+	if err != nil {
+		return nil, err
+	}
+	notBefore, err := is.notBefore()
+	if err != nil {
+		return nil, err
+	}
+	return is.issue(csr, caKey, notBefore)
+}
+
+func (is *Issuer) issue(csr *x509.CertificateRequest, caKey *ecdsa.PublicKey, notBefore time.Time) (*Issued, error) {
 	if SamePublicKey(csr.PublicKey, caKey) {
 		// openssl would treat this as self-signing; a device must never hold the DAK.
 		return nil, fmt.Errorf("issuing for %q: %w", csr.Subject, ErrCSRKeyIsDAK)
@@ -137,6 +149,21 @@ func (is *Issuer) Issue(csrPEM []byte) (*Issued, error) {
 	chain = append(chain, cert, is.CA)
 	chain = append(chain, is.Intermediates...)
 	return &Issued{CSR: csr, Certificate: cert, Chain: chain, ChainPEM: EncodeChainPEM(chain)}, nil
+}
+
+// notBefore is now, to the second, inside the DAK certificate's validity.
+func (is *Issuer) notBefore() (time.Time, error) {
+	now := time.Now
+	if is.Now != nil {
+		now = is.Now
+	}
+	notBefore := now().UTC().Truncate(time.Second)
+	if notBefore.Before(is.CA.NotBefore) || notBefore.After(is.CA.NotAfter) {
+		// openssl would sign anyway; the chains would never verify.
+		return time.Time{}, fmt.Errorf("issuer: DAK certificate %q is valid %s to %s, not at %s: %w", is.CA.Subject,
+			is.CA.NotBefore.Format(time.RFC3339), is.CA.NotAfter.Format(time.RFC3339), notBefore.Format(time.RFC3339), ErrDAKNotValid)
+	}
+	return notBefore, nil
 }
 
 // placeholderSignature is a well-formed ECDSA-Sig-Value (r = s = 1).
