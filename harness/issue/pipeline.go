@@ -1,0 +1,310 @@
+// Package issue is the one issuance pipeline: every certificate hilbench signs, directly at a
+// station or inside the signing agent, goes through it.
+//
+// # Concepts
+//
+//   - Exactly once per device key: a CSR whose key the ledger already holds a chain for gets
+//     that chain back, with no new signature. A key whose reservation a crash interrupted is
+//     signed again under the same record (its Signatures count and the DAK budget say so).
+//   - Order: CSR checked once against the profile (a bad CSR costs nothing) -> reservation in the
+//     ledger with the DAK budget in the same transaction -> sign -> signature checked -> the
+//     audit log (the signer's append-only evidence) -> the ledger record moves to issued. A chain
+//     leaves the pipeline only once both hold it.
+//   - The pipeline implements device.Issuer, the interface drivers provision through; the
+//     signing agent's client implements it too.
+package issue
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"sync"
+
+	"hilbench/harness/device"
+	"hilbench/harness/ledger"
+	"hilbench/harness/pki"
+	"hilbench/harness/signer/audit"
+)
+
+// WarnPercent is the share of the DAK budget from which each issuance logs a warning.
+const WarnPercent = 90
+
+// Pipeline issues certificates exactly once per device key. Set the fields, then use it; it is
+// safe for concurrent use.
+type Pipeline struct {
+	Certs  *pki.Issuer  // profile, DAK signer and certificate, intermediates, validity
+	Ledger ledger.Store // the record of every identity, and the DAK budget
+	Audit  *audit.Log   // append-only evidence of every signature; nil: none (tests)
+	// MaxSignatures is the DAK's budget (<= 0: unlimited, still counted).
+	MaxSignatures int64
+	Station       string // station id recorded with each reservation
+	RunID         string // run id recorded with each reservation
+	TrustAnchors  []*x509.Certificate
+	// Logf receives budget warnings and re-signing notes; nil: discarded.
+	Logf func(format string, args ...any)
+
+	signMu sync.Mutex // one signature at a time: a YubiKey has one session
+	keyMu  keyLocks   // one issuance at a time per device key
+}
+
+var _ device.Issuer = (*Pipeline)(nil)
+
+// BudgetError says the DAK cannot sign again. It matches ledger.ErrBudgetExhausted.
+type BudgetError struct {
+	DAK    string // subject
+	Used   int64
+	Max    int64
+	Ledger string
+}
+
+func (e *BudgetError) Error() string {
+	return fmt.Sprintf("DAK signature budget exhausted: %d/%d signatures used by DAK %q (ledger %s); "+
+		"this DAK must not sign again: request a new DAK for the device profile and configure the bench with it",
+		e.Used, e.Max, e.DAK, e.Ledger)
+}
+
+func (e *BudgetError) Is(target error) bool { return target == ledger.ErrBudgetExhausted }
+
+// DAKSHA256 is the SHA-256 of the DAK certificate, the key of its budget.
+func (p *Pipeline) DAKSHA256() string { return audit.SHA256Hex(p.Certs.CA.Raw) }
+
+// Roots are the trust anchors chains must verify to.
+func (p *Pipeline) Roots() []*x509.Certificate { return p.TrustAnchors }
+
+// Issue returns the chain for the CSR's key: the one the ledger holds, or a new one.
+func (p *Pipeline) Issue(ctx context.Context, req device.IssueRequest) (*pki.Issued, error) {
+	is, _, err := p.IssueResult(ctx, req)
+	return is, err
+}
+
+// Checked is a request whose CSR passed the profile's checks.
+type Checked struct {
+	Req       device.IssueRequest
+	CSR       *x509.CertificateRequest
+	DeviceKey string // ledger.KeyHash of the CSR's key
+}
+
+// Check checks a request's CSR against the product profile (self-signature, key, subject). A
+// CSR is checked once, here: the signing agent does it on the client's connection, so bad CSRs
+// never wait for the DAK.
+func (p *Pipeline) Check(req device.IssueRequest) (*Checked, error) {
+	csr, err := p.Certs.Profile.CheckCSR(req.CSRPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ledger.KeyHash(csr.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Checked{Req: req, CSR: csr, DeviceKey: key}, nil
+}
+
+// IssueResult is Issue, also saying whether the chain came from the ledger (no signature).
+func (p *Pipeline) IssueResult(ctx context.Context, req device.IssueRequest) (*pki.Issued, bool, error) {
+	c, err := p.Check(req)
+	if err != nil {
+		return nil, false, err
+	}
+	return p.IssueChecked(ctx, c)
+}
+
+// IssueChecked issues for a checked request: the ledger's chain for its key, or a new one.
+func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, bool, error) {
+	req, csr, key := c.Req, c.CSR, c.DeviceKey
+	unlock := p.keyMu.lock(key)
+	defer unlock()
+
+	rec, err := p.Ledger.Live(ctx, key)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		rec = nil
+	case err != nil:
+		return nil, false, fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err)
+	}
+	if rec != nil && rec.State != ledger.Reserved {
+		is, err := issuedFromRecord(rec, csr)
+		if err != nil {
+			return nil, false, err
+		}
+		return is, true, nil
+	}
+
+	res := ledger.Reservation{
+		DeviceKey: key, DeviceID: req.DeviceID, Target: req.Target, Station: p.Station, RunID: p.RunID,
+		DAKSHA256: p.DAKSHA256(), CSRSHA256: audit.SHA256Hex(csr.Raw), MaxSignatures: p.MaxSignatures,
+	}
+	if req.Replaces != nil {
+		old, err := p.liveFor(ctx, req.Replaces)
+		if err != nil {
+			return nil, false, err
+		}
+		if old != nil {
+			res.Replaces = []int64{old.ID}
+		}
+	}
+	rec, budget, err := p.Ledger.Reserve(ctx, res)
+	if errors.Is(err, ledger.ErrBudgetExhausted) {
+		b, _ := p.Ledger.Budget(ctx, res.DAKSHA256)
+		return nil, false, &BudgetError{DAK: p.Certs.CA.Subject.String(), Used: b.Used, Max: p.MaxSignatures, Ledger: p.Ledger.Describe()}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reserving a signature in the ledger %s (nothing was signed): %w", p.Ledger.Describe(), err)
+	}
+	if rec.Signatures > 1 {
+		p.logf("%s: the device key's reservation (ledger record %d) was interrupted before its chain was recorded; signing again (signature %d for this record)",
+			req.Target, rec.ID, rec.Signatures)
+	}
+	if budget.Max > 0 && budget.Used*100 >= budget.Max*WarnPercent {
+		p.logf("DAK budget: %d/%d signatures used, %d left: order a new DAK before this one runs out",
+			budget.Used, budget.Max, budget.Max-budget.Used)
+	}
+
+	p.signMu.Lock()
+	is, err := p.Certs.IssueChecked(csr)
+	p.signMu.Unlock()
+	if err != nil {
+		return nil, false, err
+	}
+
+	if p.Audit != nil {
+		ar := audit.FromIssued(is)
+		ar.Target, ar.BudgetUsed, ar.BudgetMax = req.Target, budget.Used, budget.Max
+		if err := p.Audit.Append(ar); err != nil {
+			// Nothing leaves the station that its records do not hold.
+			return nil, false, fmt.Errorf("recording certificate %s in the audit log (it was signed and counted, but is held back): %w", ar.Serial, err)
+		}
+	}
+	leaf := is.Certificate
+	if err := p.Ledger.Issue(ctx, rec.ID, ledger.Certificate{
+		Serial: audit.SerialHex(leaf), CertSHA256: pki.Fingerprint(leaf), Subject: leaf.Subject.String(),
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, ChainPEM: string(is.ChainPEM),
+	}); err != nil {
+		return nil, false, fmt.Errorf("recording certificate %s in the ledger %s (it was signed and counted, but is held back): %w",
+			audit.SerialHex(leaf), p.Ledger.Describe(), err)
+	}
+	return is, false, nil
+}
+
+// Lookup is what the ledger holds for a device public key.
+func (p *Pipeline) Lookup(ctx context.Context, pub crypto.PublicKey) (*device.Known, error) {
+	key, err := ledger.KeyHash(pub)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := p.Ledger.Live(ctx, key)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err)
+	}
+	k := &device.Known{State: string(rec.State)}
+	if rec.State != ledger.Reserved {
+		if k.Issued, err = issuedFromRecord(rec, nil); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+// Stored records that the device holds leaf's chain.
+func (p *Pipeline) Stored(ctx context.Context, leaf *x509.Certificate) error {
+	return p.advance(ctx, leaf, ledger.Stored)
+}
+
+// Verified records that leaf's chain was read back from the device and verified.
+func (p *Pipeline) Verified(ctx context.Context, leaf *x509.Certificate) error {
+	return p.advance(ctx, leaf, ledger.Verified)
+}
+
+func (p *Pipeline) advance(ctx context.Context, leaf *x509.Certificate, to ledger.State) error {
+	rec, err := p.liveFor(ctx, leaf)
+	if err != nil {
+		return err
+	}
+	if rec == nil || rec.CertSHA256 != pki.Fingerprint(leaf) {
+		return fmt.Errorf("the ledger %s has no live record of certificate %s", p.Ledger.Describe(), pki.Fingerprint(leaf))
+	}
+	if err := p.Ledger.Advance(ctx, rec.ID, to); err != nil {
+		return fmt.Errorf("recording certificate %s as %s in the ledger %s: %w", rec.Serial, to, p.Ledger.Describe(), err)
+	}
+	return nil
+}
+
+// liveFor is the live record of a certificate's key, nil when the ledger has none.
+func (p *Pipeline) liveFor(ctx context.Context, leaf *x509.Certificate) (*ledger.Record, error) {
+	key, err := ledger.KeyHash(leaf.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := p.Ledger.Live(ctx, key)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err)
+	}
+	return rec, nil
+}
+
+func (p *Pipeline) logf(format string, args ...any) {
+	if p.Logf != nil {
+		p.Logf(format, args...)
+	}
+}
+
+// issuedFromRecord rebuilds an issuance from a ledger record's chain. csr, when given, is the
+// device's current CSR (its key is the record's key).
+func issuedFromRecord(rec *ledger.Record, csr *x509.CertificateRequest) (*pki.Issued, error) {
+	chain, err := pki.ParseChainPEM([]byte(rec.ChainPEM))
+	if err != nil || len(chain) == 0 {
+		return nil, fmt.Errorf("ledger record %d (%s) has no readable chain: %v: %w", rec.ID, rec.State, err, ledger.ErrCorrupt)
+	}
+	if csr == nil {
+		csr = &x509.CertificateRequest{PublicKey: chain[0].PublicKey}
+	}
+	return &pki.Issued{CSR: csr, Certificate: chain[0], Chain: chain, ChainPEM: []byte(rec.ChainPEM)}, nil
+}
+
+// CSRPEM encodes a CSR's DER as PEM.
+func CSRPEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+// keyLocks serialises issuance per device key, so two slots presenting one key (a device moved
+// mid-run) never reserve twice.
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyLocks) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
