@@ -339,3 +339,30 @@ func (l *Log) withLockNoMu(fn func() error) error {
 	defer unix.Flock(fd, unix.LOCK_UN)
 	return fn()
 }
+
+// Records reads every record in the file, oldest first; lines that are not records are skipped
+// (Open listed them in Warnings).
+func (l *Log) Records() ([]Record, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil, fmt.Errorf("reading audit log %s: %w", l.path, os.ErrClosed)
+	}
+	var recs []Record
+	r := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, 1<<62), 64<<10)
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 && err == nil {
+			var rec Record
+			if len(line) <= maxRecord && json.Unmarshal(line, &rec) == nil && rec.ChainPEM != "" {
+				recs = append(recs, rec)
+			}
+		}
+		if err == io.EOF {
+			return recs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading audit log %s: %w", l.path, err)
+		}
+	}
+}
