@@ -32,6 +32,9 @@ const (
 	PowerCommand = "command"
 	PowerSim     = "sim"
 	PowerUSBHub  = "usb-hub"
+
+	LedgerSQLite   = "sqlite"
+	LedgerPostgres = "postgres"
 )
 
 // Defaults applied by Load. Other optional fields stay at their zero value
@@ -59,6 +62,7 @@ var (
 	flashMethods     = []string{MethodYModem, MethodDFU}
 	enterModes       = []string{EnterCommand, EnterStrap}
 	powerTypes       = []string{PowerCommand, PowerSim, PowerUSBHub}
+	ledgerDrivers    = []string{LedgerSQLite, LedgerPostgres}
 	parities         = []string{"none", "even", "odd", "mark", "space"}
 	stopBits         = []string{"1", "1.5", "2"}
 	acsCommands      = []string{"key_gen", "get_csr", "set_cert", "get_chain", "reboot", "factory_reset", "digest"}
@@ -76,8 +80,21 @@ type Bench struct {
 	Signer  SignerConfig
 	Profile ProfileConfig
 	// Output is the absolute directory for records and logs.
-	Output  string
+	Output string
+	// Ledger says where the device-identity ledger lives; the zero value (no ledger key) is
+	// SQLite at <Output>/ledger.db.
+	Ledger  LedgerConfig
 	Targets []Target
+}
+
+// LedgerConfig is the bench's ledger: a SQLite file, or a PostgreSQL database that several
+// stations share.
+type LedgerConfig struct {
+	Driver string // LedgerSQLite or LedgerPostgres; "" (no ledger key) means LedgerSQLite
+	Path   string // sqlite: absolute path of the file; "" means <Output>/ledger.db
+	// postgres: a postgres:// URL or libpq key=value string. A password is better left to
+	// PGPASSWORD or ~/.pgpass than written into the bench file.
+	DSN string
 }
 
 // SignerConfig selects and configures the DAK. Paths are absolute.

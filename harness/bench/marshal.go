@@ -16,7 +16,14 @@ type fileBench struct {
 	Signer  fileSigner   `yaml:"signer"`
 	Profile fileProfile  `yaml:"profile"`
 	Output  string       `yaml:"output,omitempty"`
+	Ledger  *fileLedger  `yaml:"ledger,omitempty"`
 	Targets []fileTarget `yaml:"targets"`
+}
+
+type fileLedger struct {
+	Driver string `yaml:"driver"`
+	Path   string `yaml:"path,omitempty"`
+	DSN    string `yaml:"dsn,omitempty"`
 }
 
 type fileSigner struct {
@@ -225,6 +232,12 @@ func (b *Bench) marshal(dir string) ([]byte, error) {
 			ValidityDays:    b.Profile.ValidityDays,
 		},
 		Output: rel(b.Output),
+	}
+	if l := b.Ledger; l != (LedgerConfig{}) {
+		fb.Ledger = &fileLedger{Driver: l.Driver, Path: rel(l.Path), DSN: l.DSN}
+		if fb.Ledger.Driver == "" {
+			fb.Ledger.Driver = LedgerSQLite
+		}
 	}
 	for _, t := range b.Targets {
 		ft := fileTarget{

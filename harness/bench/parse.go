@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -473,7 +474,7 @@ func (p *parser) bench(root *yaml.Node) *Bench {
 		p.add(root.Line, "", ErrType, nil, "want a mapping with signer, profile and targets at the top level, got %s", describe(root))
 		return nil
 	}
-	f := p.mapping(root, "", []string{"signer", "profile", "output", "targets"})
+	f := p.mapping(root, "", []string{"signer", "profile", "output", "ledger", "targets"})
 	b := &Bench{Path: p.abs}
 	b.Signer = p.signer(f)
 	b.Profile = p.profile(f)
@@ -485,8 +486,72 @@ func (p *parser) bench(root *yaml.Node) *Bench {
 		}
 		b.Output = p.path(s)
 	}
+	b.Ledger = p.ledger(f)
 	b.Targets = p.targets(f)
 	return b
+}
+
+// ledger reads the optional ledger mapping: {driver: sqlite, path: FILE} or
+// {driver: postgres, dsn: URL}. A ledger key without a driver is SQLite.
+func (p *parser) ledger(top *fields) LedgerConfig {
+	var c LedgerConfig
+	f := top.sub("ledger", []string{"driver", "path", "dsn"})
+	if f == nil {
+		return c
+	}
+	c.Driver = LedgerSQLite
+	if _, v := f.str("driver"); v != nil {
+		if d := f.enum("driver", ledgerDrivers); d != "" {
+			c.Driver = d
+		} else {
+			c.Driver = ""
+		}
+	}
+	if s, v := f.str("path"); v != nil {
+		switch {
+		case c.Driver == LedgerPostgres:
+			p.add(v.Line, "ledger.path", ErrInvalid, nil, "only for driver sqlite, not postgres (postgres takes dsn)")
+		case s == "":
+			p.add(v.Line, "ledger.path", ErrInvalid, nil, "must not be empty (leave it out for <output>/ledger.db)")
+		default:
+			c.Path = p.path(s)
+			if strings.ContainsAny(c.Path, "?#") {
+				p.add(v.Line, "ledger.path", ErrInvalid, nil, "a ledger path may not contain ? or #")
+			}
+		}
+	}
+	if c.Driver == LedgerPostgres {
+		s, v := f.reqStr("dsn")
+		if v != nil {
+			if err := checkDSN(s); err != nil {
+				p.add(v.Line, "ledger.dsn", ErrInvalid, err, "%v", err)
+			} else {
+				c.DSN = s
+			}
+		}
+	} else if v := f.get("dsn"); v != nil && c.Driver != "" {
+		p.add(v.Line, "ledger.dsn", ErrInvalid, nil, "only for driver postgres, not %s", c.Driver)
+	}
+	return c
+}
+
+// checkDSN accepts a postgres:// or postgresql:// URL with a host, or a libpq key=value
+// string. Its messages never repeat the DSN, which may hold a password.
+func checkDSN(s string) error {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return errors.New("not a valid URL (check its escaping: @ : / in a user name or password are written %40 %3A %2F)")
+		}
+		if u.Path == "" || u.Path == "/" {
+			return errors.New("want the database after the host, as postgres://user@host:5432/ledger")
+		}
+		return nil
+	}
+	if strings.Contains(s, "=") && !strings.Contains(s, "://") {
+		return nil
+	}
+	return errors.New("want a postgres:// URL (postgres://user@host:5432/ledger) or key=value connection string")
 }
 
 func (p *parser) signer(top *fields) SignerConfig {
