@@ -1,0 +1,120 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"hilbench/harness/ledger/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// Child processes: the test binary run again with these variables reserves against a ledger
+// that the parent test also uses, so two processes race for one budget.
+const (
+	childDriver = "HILBENCH_LEDGER_CHILD_DRIVER" // sqlite or postgres
+	childLoc    = "HILBENCH_LEDGER_CHILD_LOC"    // file or DSN
+	childName   = "HILBENCH_LEDGER_CHILD_NAME"   // prefix of the device keys it reserves
+	childN      = "HILBENCH_LEDGER_CHILD_N"      // reservations to try
+	childMax    = "HILBENCH_LEDGER_CHILD_MAX"    // the DAK's budget
+	childGo     = "HILBENCH_LEDGER_CHILD_GO"     // a file whose appearance starts the race
+)
+
+// TestHelperReserve is the child's body; it does nothing in a normal run.
+func TestHelperReserve(t *testing.T) {
+	driver := os.Getenv(childDriver)
+	if driver == "" {
+		t.Skip("helper process for the cross-process tests")
+	}
+	n, _ := strconv.Atoi(os.Getenv(childN))
+	max, _ := strconv.ParseInt(os.Getenv(childMax), 10, 64)
+	s, err := openLoc(driver, os.Getenv(childLoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Wait for the go signal, so both children are open before either reserves.
+	for {
+		if _, err := os.Stat(os.Getenv(childGo)); err == nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ok, exhausted := 0, 0
+	for i := range n {
+		_, _, err := s.Reserve(context.Background(), Reservation{DeviceKey: fmt.Sprintf("%s-%d", os.Getenv(childName), i),
+			DAKSHA256: "dak-shared", MaxSignatures: max, Station: os.Getenv(childName)})
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrBudgetExhausted):
+			exhausted++
+		default:
+			t.Fatal(err)
+		}
+	}
+	fmt.Printf("RESULT ok=%d exhausted=%d\n", ok, exhausted)
+}
+
+func openLoc(driver, loc string) (Store, error) {
+	if driver == "postgres" {
+		return OpenPostgres(context.Background(), loc)
+	}
+	return OpenSQLite(loc)
+}
+
+// raceProcesses runs children reserving n device keys each against one budget of max and returns
+// how many reservations succeeded in all.
+func raceProcesses(t *testing.T, driver, loc string, children, n int, max int64) int {
+	t.Helper()
+	goFile := t.TempDir() + "/go"
+	var cmds []*exec.Cmd
+	var outs []*strings.Builder
+	for i := range children {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperReserve$", "-test.v")
+		cmd.Env = append(os.Environ(), childDriver+"="+driver, childLoc+"="+loc, childName+"=proc"+strconv.Itoa(i),
+			childN+"="+strconv.Itoa(n), childMax+"="+strconv.FormatInt(max, 10), childGo+"="+goFile)
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+		outs = append(outs, out)
+	}
+	if err := os.WriteFile(goFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	total, exhausted := 0, 0
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("child %d: %v\n%s", i, err, outs[i])
+		}
+		var ok, ex int
+		found := false
+		for _, line := range strings.Split(outs[i].String(), "\n") {
+			if _, err := fmt.Sscanf(line, "RESULT ok=%d exhausted=%d", &ok, &ex); err == nil {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("child %d printed no result:\n%s", i, outs[i])
+		}
+		if ok+ex != n {
+			t.Errorf("child %d: %d ok + %d exhausted, want %d reservations", i, ok, ex, n)
+		}
+		total += ok
+		exhausted += ex
+	}
+	if exhausted == 0 {
+		t.Errorf("no child met the exhausted budget: the race did not test the limit")
+	}
+	return total
+}

@@ -1,0 +1,339 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLiteBusyTimeout is how long a write waits for another process's write transaction on the
+// same ledger file before it fails with ErrUnavailable.
+const SQLiteBusyTimeout = 30 * time.Second
+
+// busyTimeout is SQLiteBusyTimeout; tests shorten it.
+var busyTimeout = SQLiteBusyTimeout
+
+// SQLiteStore is a ledger in one SQLite file (WAL mode, synchronous=FULL: a record is on disk
+// when the call that wrote it returns). Several processes may share the file: every write
+// transaction starts with BEGIN IMMEDIATE, so writers queue for the lock (up to
+// SQLiteBusyTimeout) instead of deadlocking on a lock upgrade.
+type SQLiteStore struct {
+	*core
+	be *sqliteBackend
+}
+
+var _ Store = (*SQLiteStore)(nil)
+
+// sqliteMagic starts every SQLite database file.
+var sqliteMagic = []byte("SQLite format 3\x00")
+
+// OpenSQLite opens the ledger file at path, creating it (mode 0600) and its directory when
+// missing, and brings its schema up to date. A file that is not a SQLite database, is damaged,
+// or holds tables that are not a ledger's fails with ErrCorrupt; a ledger of a newer schema with
+// ErrSchemaTooNew. Nothing is written to the file in either case.
+func OpenSQLite(path string) (*SQLiteStore, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
+	if strings.ContainsAny(abs, "?#") {
+		return nil, fmt.Errorf("ledger %s: a ledger path may not contain ? or #", abs)
+	}
+	fail := func(err error) (*SQLiteStore, error) { return nil, fmt.Errorf("ledger %s: %w", abs, err) }
+	if err := prepareSQLiteFile(abs); err != nil {
+		return fail(err)
+	}
+
+	// Look before touching: a probe connection with no pragma that writes (journal_mode=WAL
+	// rewrites the header) checks the file is sound and is a ledger this code may migrate.
+	probe, err := sql.Open("sqlite", abs+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fail(err)
+	}
+	err = probeSQLite(probe, abs)
+	probe.Close()
+	if err != nil {
+		return fail(err)
+	}
+
+	q := fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate",
+		busyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite", abs+q)
+	if err != nil {
+		return fail(err)
+	}
+	be := &sqliteBackend{db: db, path: abs}
+	s := &SQLiteStore{core: newCore(be), be: be}
+	ctx := context.Background()
+	err = be.tx(ctx, true, func(x execer) error {
+		var appID int64
+		if err := x.queryRow(ctx, `PRAGMA application_id`).Scan(&appID); err != nil {
+			return err
+		}
+		tables, err := sqliteTables(ctx, x)
+		if err != nil {
+			return err
+		}
+		if err := migrate(ctx, x, "sqlite", abs, tables, true, be.timeArg(s.stamp())); err != nil {
+			return err
+		}
+		if appID == 0 {
+			_, err = x.exec(ctx, fmt.Sprintf(`PRAGMA application_id = %d`, sqliteApplicationID))
+		}
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return fail(be.classify(err))
+	}
+	return s, nil
+}
+
+// prepareSQLiteFile creates the ledger's directory and an empty file with mode 0600, or checks
+// that an existing file starts like a SQLite database.
+func prepareSQLiteFile(abs string) error {
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = syncDir(filepath.Dir(abs))
+		}
+		return err
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	f, err = os.Open(abs)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%w: it is a directory", ErrCorrupt)
+	}
+	if fi.Size() == 0 {
+		return nil // created by an earlier open that stopped before writing; SQLite starts it afresh
+	}
+	head := make([]byte, 100)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	if n < len(head) || !bytes.HasPrefix(head, sqliteMagic) {
+		return fmt.Errorf("%w: %s is not a SQLite database (it does not start with %q)", ErrCorrupt, abs, strings.TrimSuffix(string(sqliteMagic), "\x00"))
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// probeSQLite checks the file is sound (quick_check walks every page) and is a ledger this code
+// may open, reading only.
+func probeSQLite(db *sql.DB, abs string) error {
+	ctx := context.Background()
+	b := &sqliteBackend{db: db, path: abs}
+	return b.classify(b.tx(ctx, false, func(x execer) error {
+		rs, err := x.query(ctx, `PRAGMA quick_check`)
+		if err != nil {
+			return err
+		}
+		var msgs []string
+		for rs.Next() {
+			var m string
+			if err := rs.Scan(&m); err != nil {
+				rs.Close()
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		if len(msgs) != 1 || msgs[0] != "ok" {
+			if len(msgs) > 5 {
+				msgs = append(msgs[:5], "…")
+			}
+			return fmt.Errorf("%w: %s is damaged (quick_check: %s)", ErrCorrupt, abs, strings.Join(msgs, "; "))
+		}
+		var appID int64
+		if err := x.queryRow(ctx, `PRAGMA application_id`).Scan(&appID); err != nil {
+			return err
+		}
+		if appID != 0 && appID != sqliteApplicationID {
+			return fmt.Errorf("%w: %s is a SQLite database of another application (application_id %#x)", ErrCorrupt, abs, appID)
+		}
+		tables, err := sqliteTables(ctx, x)
+		if err != nil {
+			return err
+		}
+		// Run the checks of migrate without writing: its first write is the one thing it
+		// does after deciding, so an error it returns before that leaves the file untouched.
+		return migrateCheckOnly(ctx, x, abs, tables)
+	}))
+}
+
+// migrateCheckOnly runs migrate's decisions on a read transaction: it stops at the first write
+// (which a read-only probe cannot make) and reports any error found before it.
+func migrateCheckOnly(ctx context.Context, x execer, where string, tables []string) error {
+	err := migrate(ctx, readOnly{x}, "sqlite", where, tables, true, nil)
+	if errors.Is(err, errProbeStop) {
+		return nil
+	}
+	return err
+}
+
+var errProbeStop = errors.New("probe stops before writing")
+
+// readOnly refuses every exec, so migrate stops at its first write.
+type readOnly struct{ execer }
+
+func (readOnly) exec(context.Context, string, ...any) (int64, error) { return 0, errProbeStop }
+
+func sqliteTables(ctx context.Context, x execer) ([]string, error) {
+	var tables []string
+	err := each(ctx, x, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`, func(r rows) error {
+		var t string
+		if err := r.Scan(&t); err != nil {
+			return err
+		}
+		tables = append(tables, t)
+		return nil
+	})
+	return tables, err
+}
+
+// Path is the ledger file's absolute path.
+func (s *SQLiteStore) Path() string { return s.be.path }
+
+// sqliteBackend is the SQLite side of core.
+type sqliteBackend struct {
+	db   *sql.DB
+	path string
+	// writeMu queues this process's writers, so they wait on a mutex rather than polling
+	// SQLite's busy handler against each other; other processes still go through the lock.
+	writeMu sync.Mutex
+}
+
+func (b *sqliteBackend) name() string      { return "sqlite" }
+func (b *sqliteBackend) forUpdate() string { return "" }
+func (b *sqliteBackend) describe() string  { return b.path }
+func (b *sqliteBackend) close() error      { return b.db.Close() }
+func (b *sqliteBackend) read() execer      { return sqlExecer{b.db} }
+
+func (b *sqliteBackend) timeArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC().Truncate(time.Microsecond).Format(sqliteTimeFormat)
+}
+
+func (b *sqliteBackend) tx(ctx context.Context, write bool, fn func(execer) error) error {
+	if write {
+		b.writeMu.Lock()
+		defer b.writeMu.Unlock()
+	}
+	// The DSN's _txlock=immediate makes a read-write BeginTx "BEGIN IMMEDIATE"; a read-only one
+	// is a deferred BEGIN, a snapshot that never takes the write lock.
+	tx, err := b.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: !write})
+	if err != nil {
+		return err
+	}
+	if err := fn(sqlExecer{tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (b *sqliteBackend) classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, b.path, err)
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return fmt.Errorf("%w: %s is locked by another process (waited %s): %w", ErrUnavailable, b.path, busyTimeout, err)
+	case sqlite3.SQLITE_CONSTRAINT:
+		if strings.Contains(se.Error(), "records_live_device") || strings.Contains(se.Error(), "records.device_") {
+			return fmt.Errorf("%w: %w", ErrLiveRecord, err)
+		}
+	}
+	return err
+}
+
+// sqlExecer runs statements through database/sql (a *sql.DB or *sql.Tx).
+type sqlExecer struct {
+	q interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	}
+}
+
+func (e sqlExecer) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	res, err := e.q.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (e sqlExecer) query(ctx context.Context, q string, args ...any) (rows, error) {
+	rs, err := e.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
+}
+
+func (e sqlExecer) queryRow(ctx context.Context, q string, args ...any) row {
+	return sqlRow{e.q.QueryRowContext(ctx, q, args...)}
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { r.Rows.Close() }
+
+type sqlRow struct{ r *sql.Row }
+
+func (r sqlRow) Scan(dest ...any) error {
+	err := r.r.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errNoRows
+	}
+	return err
+}
