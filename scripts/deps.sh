@@ -16,6 +16,10 @@ pkg-config --exists libusb-1.0 2>/dev/null || need+=(libusb-1.0-0-dev)
 command -v sb >/dev/null || need+=(lrzsz)
 command -v umockdev-run >/dev/null || need+=(umockdev)
 command -v dfu-suffix >/dev/null || need+=(dfu-util)
+# The ledger tests: initdb/pg_ctl for a throwaway cluster of their own (no system service is
+# started or used), psql and sqlite3 as independent readers of the ledgers.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
