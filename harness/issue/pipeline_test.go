@@ -1,0 +1,409 @@
+package issue
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"hilbench/harness/device"
+	"hilbench/harness/ledger"
+	"hilbench/harness/pki"
+	"hilbench/harness/signer"
+	"hilbench/harness/signer/audit"
+	"hilbench/harness/signer/softdak"
+)
+
+var testDAK struct {
+	sync.Once
+	init *softdak.InitResult
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "issuedak")
+	if err != nil {
+		panic(err)
+	}
+	testDAK.init, testDAK.err = softdak.InitDevelopment(filepath.Join(dir, "dak"), softdak.InitOptions{})
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// countingSigner counts the DAK's signatures: the one figure exactly-once is about.
+type countingSigner struct {
+	signer.Signer
+	n atomic.Int64
+}
+
+func (c *countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	c.n.Add(1)
+	return c.Signer.Sign(r, digest, opts)
+}
+
+type fixture struct {
+	p       *Pipeline
+	signer  *countingSigner
+	ledger  ledger.Store
+	audit   *audit.Log
+	dir     string
+	profile *pki.Profile
+}
+
+func newFixture(t *testing.T, max int64) *fixture {
+	t.Helper()
+	if testDAK.err != nil {
+		t.Fatal(testDAK.err)
+	}
+	d, err := softdak.Open(testDAK.init.Key, testDAK.init.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := pki.LoadProfile("../../fixtures/profiles/device.conf", pki.ProfileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f := &fixture{signer: &countingSigner{Signer: d}, dir: dir, profile: prof}
+	f.open(t, max)
+	return f
+}
+
+// open (re)opens the ledger and audit log in the fixture's directory, as a restarted station does.
+func (f *fixture) open(t *testing.T, max int64) {
+	t.Helper()
+	lg, err := ledger.OpenSQLite(filepath.Join(f.dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := audit.Open(filepath.Join(f.dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := f.signer.Chain()
+	f.ledger, f.audit = lg, log
+	f.p = &Pipeline{
+		Certs:  &pki.Issuer{Profile: f.profile, Signer: f.signer, CA: chain[0], Intermediates: chain[1:]},
+		Ledger: lg, Audit: log, MaxSignatures: max, Station: "test", RunID: "run1",
+		TrustAnchors: []*x509.Certificate{testDAK.init.Root},
+	}
+	t.Cleanup(func() { f.p.Close() })
+}
+
+type deviceKey struct{ k *ecdsa.PrivateKey }
+
+func newKey(t *testing.T) deviceKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deviceKey{k}
+}
+
+// csr is a fresh CSR for the key (a new ECDSA signature each time, as a device prints it).
+func (f *fixture) csr(t *testing.T, k deviceKey) []byte {
+	t.Helper()
+	var names []pkix.AttributeTypeAndValue
+	for _, fl := range f.profile.Subject {
+		names = append(names, pkix.AttributeTypeAndValue{Type: fl.OID, Value: fl.Value})
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{ExtraNames: names}, SignatureAlgorithm: x509.ECDSAWithSHA256}, k.k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+func (f *fixture) budget(t *testing.T) int64 {
+	b, err := f.ledger.Budget(context.Background(), f.p.DAKSHA256())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Used
+}
+
+func (f *fixture) check(t *testing.T) {
+	t.Helper()
+	problems, err := f.ledger.Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) > 0 {
+		t.Fatalf("ledger check: %+v", problems)
+	}
+}
+
+func TestIssueOncePerKey(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 0)
+	k := newKey(t)
+	first, reused, err := f.p.IssueResult(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
+	if err != nil || reused {
+		t.Fatalf("first issue: reused=%v err=%v", reused, err)
+	}
+	if err := device.Verify(first.Chain, first, f.p.Roots(), first.Certificate.NotBefore); err != nil {
+		t.Fatalf("issued chain does not verify: %v", err)
+	}
+	// The same key with a new CSR (a rerun after a crash): the same chain, no signature.
+	again, reused, err := f.p.IssueResult(ctx, device.IssueRequest{Target: "dut7", CSRPEM: f.csr(t, k)})
+	if err != nil || !reused {
+		t.Fatalf("second issue: reused=%v err=%v", reused, err)
+	}
+	if string(again.ChainPEM) != string(first.ChainPEM) {
+		t.Fatal("second issue for the same key returned another chain")
+	}
+	if n := f.signer.n.Load(); n != 1 {
+		t.Fatalf("DAK signed %d times for one key, want 1", n)
+	}
+	if used := f.budget(t); used != 1 {
+		t.Fatalf("budget used %d, want 1", used)
+	}
+	if f.audit.Len() != 1 {
+		t.Fatalf("audit log has %d records, want 1", f.audit.Len())
+	}
+	known, err := f.p.Lookup(ctx, k.k.Public())
+	if err != nil || known == nil || known.State != string(ledger.Issued) || known.Issued == nil {
+		t.Fatalf("lookup: %+v, %v", known, err)
+	}
+	if err := f.p.Stored(ctx, first.Certificate); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.Verified(ctx, first.Certificate); err != nil {
+		t.Fatal(err)
+	}
+	known, _ = f.p.Lookup(ctx, k.k.Public())
+	if known.State != string(ledger.Verified) {
+		t.Fatalf("state after Verified: %s", known.State)
+	}
+	unknown, err := f.p.Lookup(ctx, newKey(t).k.Public())
+	if err != nil || unknown != nil {
+		t.Fatalf("lookup of an unknown key: %+v, %v", unknown, err)
+	}
+	f.check(t)
+}
+
+// A crash after the reservation and before the chain was recorded: the rerun signs again under
+// the same record, and the budget counts both signatures.
+func TestInterruptedReservationIsSignedAgain(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 0)
+	k := newKey(t)
+	c, err := f.p.Check(device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _, err := f.ledger.Reserve(ctx, ledger.Reservation{DeviceKey: c.DeviceKey, Target: "dut1", Station: "test",
+		RunID: "crashed", DAKSHA256: f.p.DAKSHA256(), CSRSHA256: "00"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, reused, err := f.p.IssueResult(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
+	if err != nil || reused {
+		t.Fatalf("issue after an interrupted reservation: reused=%v err=%v", reused, err)
+	}
+	got, err := f.ledger.Get(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != ledger.Issued || got.Signatures != 2 || got.CertSHA256 != pki.Fingerprint(is.Certificate) {
+		t.Fatalf("record after re-signing: state %s, signatures %d", got.State, got.Signatures)
+	}
+	if used := f.budget(t); used != 2 {
+		t.Fatalf("budget used %d, want 2 (the interrupted signature may have been made)", used)
+	}
+	recs, _ := f.ledger.List(ctx, ledger.Filter{})
+	if len(recs) != 1 {
+		t.Fatalf("%d records for one device key, want 1", len(recs))
+	}
+	f.check(t)
+}
+
+func TestBudgetExhaustedSignsNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 2)
+	for i := range 2 {
+		if _, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut", CSRPEM: f.csr(t, newKey(t))}); err != nil {
+			t.Fatalf("issue %d: %v", i, err)
+		}
+	}
+	_, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut3", CSRPEM: f.csr(t, newKey(t))})
+	var be *BudgetError
+	if !errors.Is(err, ledger.ErrBudgetExhausted) || !errors.As(err, &be) || be.Used != 2 || be.Max != 2 {
+		t.Fatalf("third issue with a budget of 2: %v", err)
+	}
+	if n := f.signer.n.Load(); n != 2 {
+		t.Fatalf("DAK signed %d times, want 2", n)
+	}
+	recs, _ := f.ledger.List(ctx, ledger.Filter{})
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2 (nothing reserved past the budget)", len(recs))
+	}
+	f.check(t)
+}
+
+func TestBadCSRReservesNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 0)
+	csr := f.csr(t, newKey(t))
+	csr[len(csr)/2] ^= 0x01 // one flipped bit in the base64
+	if _, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: csr}); err == nil {
+		t.Fatal("a damaged CSR was issued for")
+	}
+	recs, _ := f.ledger.List(ctx, ledger.Filter{})
+	if len(recs) != 0 || f.signer.n.Load() != 0 || f.budget(t) != 0 {
+		t.Fatalf("a bad CSR left %d records, %d signatures, budget %d", len(recs), f.signer.n.Load(), f.budget(t))
+	}
+}
+
+func TestReprovisionReplacesTheOldRecord(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 0)
+	old, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, newKey(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.Verified(ctx, old.Certificate); err != nil {
+		t.Fatal(err)
+	}
+	k := newKey(t)
+	fresh, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k), Replaces: old.Certificate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if known, _ := f.p.Lookup(ctx, old.Certificate.PublicKey); known != nil {
+		t.Fatalf("the replaced key still has a live record: %+v", known)
+	}
+	recs, _ := f.ledger.List(ctx, ledger.Filter{State: ledger.Replaced})
+	if len(recs) != 1 || recs[0].CertSHA256 != pki.Fingerprint(old.Certificate) || recs[0].ReplacedBy == 0 {
+		t.Fatalf("replaced records: %+v", recs)
+	}
+	if known, _ := f.p.Lookup(ctx, k.k.Public()); known == nil || known.Issued.Certificate.SerialNumber.Cmp(fresh.Certificate.SerialNumber) != 0 {
+		t.Fatal("the new key's record is not the new certificate")
+	}
+	f.check(t)
+}
+
+// A ledger deleted (or rolled back) under an audit log that records more: the station refuses
+// to sign before touching a device.
+func TestLedgerBehindAuditLogIsRefused(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 10)
+	for range 3 {
+		if _, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut", CSRPEM: f.csr(t, newKey(t))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.p.CheckBudgetFloor(ctx); err != nil {
+		t.Fatalf("a consistent ledger was refused: %v", err)
+	}
+	f.p.Close()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(filepath.Join(f.dir, "ledger.db"+suffix))
+	}
+	f.open(t, 10)
+	err := f.p.CheckBudgetFloor(ctx)
+	if !errors.Is(err, ErrLedgerBehind) {
+		t.Fatalf("a deleted ledger under an audit log of 3: %v", err)
+	}
+}
+
+// failingLedger loses its connection when asked to record the certificate.
+type failingLedger struct {
+	ledger.Store
+	failIssue bool
+}
+
+func (l *failingLedger) Issue(ctx context.Context, id int64, c ledger.Certificate) error {
+	if l.failIssue {
+		return ledger.ErrUnavailable
+	}
+	return l.Store.Issue(ctx, id, c)
+}
+
+// The ledger fails after signing: the chain is held back (the device never gets a chain the
+// ledger does not hold), and the next try signs again under the same record.
+func TestLedgerLostAfterSigningHoldsTheChainBack(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 0)
+	fl := &failingLedger{Store: f.ledger, failIssue: true}
+	f.p.Ledger = fl
+	k := newKey(t)
+	is, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
+	if is != nil || !errors.Is(err, ledger.ErrUnavailable) {
+		t.Fatalf("issue with the ledger gone: %v, %v", is, err)
+	}
+	fl.failIssue = false
+	if _, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)}); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := f.ledger.List(ctx, ledger.Filter{})
+	if len(recs) != 1 || recs[0].Signatures != 2 || recs[0].State != ledger.Issued {
+		t.Fatalf("records: %+v", recs)
+	}
+	f.check(t)
+}
+
+// Many slots issuing at once on one pipeline: one signature per key, none lost.
+func TestConcurrentIssue(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 0)
+	keys := make([]deviceKey, 16)
+	for i := range keys {
+		keys[i] = newKey(t)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*len(keys))
+	for range 2 {
+		for _, k := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut", CSRPEM: f.csr(t, k)}); err != nil {
+					errs <- err
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := f.signer.n.Load(); n != int64(len(keys)) {
+		t.Fatalf("%d signatures for %d keys", n, len(keys))
+	}
+	f.check(t)
+}
+
+// openssl judges a chain the pipeline issued.
+func TestOpenSSLVerifiesIssuedChain(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	f := newFixture(t, 0)
+	is, err := f.p.Issue(context.Background(), device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, newKey(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := filepath.Join(t.TempDir(), "leaf.pem")
+	os.WriteFile(leaf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.Certificate.Raw}), 0o644)
+	out, err := exec.Command("openssl", "verify", "-CAfile", testDAK.init.RootCertificate,
+		"-untrusted", testDAK.init.Certificate, leaf).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl verify: %v\n%s", err, out)
+	}
+}
