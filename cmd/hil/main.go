@@ -26,6 +26,8 @@ Usage:
   hil dak init [--dir DIR] [flags]         make a development DAK (seed 002) for benches without one
   hil yubikey COMMAND [flags]              list, status, unblock, change-pin, set-retries, init-dak, import-cert
   hil signer serve|status --bench FILE     the signing agent: one process owns the DAK, clients ask it to sign
+  hil ledger list|show|export|check|import --bench FILE
+                                           the record of every identity issued: query, export, prove consistent
   hil flash --bench FILE --target NAME [--expect-version V] IMAGE
                                            write a firmware image (raw, Intel HEX, .dfu) and check it booted
   hil power on|off|cycle|state --bench FILE TARGET
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdYubiKey(ctx, args[1:], stdout, stderr)
 	case "signer":
 		return cmdSigner(ctx, args[1:], stdout, stderr)
+	case "ledger":
+		return cmdLedger(ctx, args[1:], stdout, stderr)
 	case "power":
 		return cmdPower(ctx, args[1:], stdout, stderr)
 	case "flash":
