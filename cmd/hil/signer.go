@@ -5,17 +5,25 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
+	"path/filepath"
 	"time"
 
 	"hilbench/harness/bench"
+	"hilbench/harness/issue"
+	"hilbench/harness/ledger"
+	"hilbench/harness/pki"
 	"hilbench/harness/signer/agent"
+	"hilbench/harness/signer/audit"
 	"hilbench/harness/station"
 )
 
 const signerUsage = `hil signer: the signing agent, the one process that owns the DAK
 
   hil signer serve --bench FILE     own the bench's DAK (softdak or yubikey) and sign for every client
-                                    over a Unix socket (signer.socket, default <state_dir>/agent.sock)
+                                    over a Unix socket (signer.socket, default <state_dir>/agent.sock),
+                                    through the bench's ledger (budget, one chain per device key) and
+                                    the audit log in <state_dir>
   hil signer status --bench FILE    ask the agent how it is doing (budget, queue, issued)
 
 Clients use a bench whose signer is {type: agent, socket: PATH, roots: [...]}.
@@ -50,9 +58,13 @@ func cmdSigner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "agent pid %d on %s, up %s\nDAK: %s\n", st.PID, socket, time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second), st.DAK)
-		if st.Budget != nil {
+		fmt.Fprintf(stdout, "agent pid %d on %s, up %s\nDAK: %s\nledger: %s\n", st.PID, socket,
+			st.Uptime().Round(time.Second), st.DAK, st.Ledger)
+		switch {
+		case st.Budget != nil:
 			fmt.Fprintf(stdout, "budget: %+v\n", *st.Budget)
+		case st.LedgerError != "":
+			fmt.Fprintf(stdout, "budget: unknown (%s)\n", st.LedgerError)
 		}
 		fmt.Fprintf(stdout, "issued %d, reused %d, rejected %d, queue %d, clients %d\n", st.Issued, st.Reused, st.Rejected, st.Queue, st.Clients)
 		return nil
@@ -71,26 +83,69 @@ func cmdSigner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	bud, audit, err := station.OpenLedger(b, dak.Chain()[0])
+	roots, err := station.Roots(b)
 	if err != nil {
 		return err
 	}
-	defer bud.Close()
-	defer audit.Close()
+	if len(roots) == 0 {
+		roots = dak.Chain()[:1] // the DAK certificate itself
+	}
 	logger := log.New(stdout, "hil signer: ", log.LstdFlags|log.Lmicroseconds)
-	for _, w := range audit.Warnings() {
-		logger.Print(w)
+
+	// The pipeline: the bench's ledger (budget, one chain per device key) and the audit log in
+	// the signer's state directory.
+	dir := station.StateDir(b)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("signer state directory: %w", err)
+	}
+	lg, err := ledger.Open(ctx, b.Ledger, b.Output)
+	if err != nil {
+		return err
+	}
+	auditLog, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		lg.Close()
+		return err
+	}
+	chain := dak.Chain()
+	started := time.Now()
+	p := &issue.Pipeline{
+		Certs: &pki.Issuer{
+			Profile:       profile,
+			Signer:        dak,
+			CA:            chain[0],
+			Intermediates: chain[1:],
+			Validity:      station.Validity(b),
+		},
+		Ledger:        lg,
+		Audit:         auditLog,
+		MaxSignatures: b.Signer.MaxSignatures,
+		Station:       stationID(),
+		RunID:         "signer-" + started.UTC().Format("20060102T150405Z"),
+		TrustAnchors:  roots,
+		Logf:          logger.Printf,
+	}
+	defer p.Close()
+	// The budget file of earlier releases counted this DAK's signatures before the ledger did.
+	if err := p.CheckLegacyBudget(ctx, filepath.Join(dir, "budget")); err != nil {
+		return err
 	}
 	srv := &agent.Server{
-		Signer:   dak,
-		Profile:  profile,
-		Validity: station.Validity(b),
-		Budget:   bud,
-		Audit:    audit,
-		Logf:     logger.Printf,
+		Pipeline:    p,
+		Description: dak.Description(),
+		Logf:        logger.Printf,
 		OnReady: func(path string) {
 			logger.Printf("serving %s on %s", dak.Description(), path)
 		},
 	}
-	return srv.Serve(ctx, socket)
+	return srv.Serve(ctx, socket) // refuses a ledger that counts fewer signatures than the audit log holds
+}
+
+// stationID names this station in ledger records: the host name.
+func stationID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "station"
+	}
+	return h
 }

@@ -52,6 +52,28 @@ type Pipeline struct {
 
 var _ device.Issuer = (*Pipeline)(nil)
 
+var (
+	// ErrAudit: the certificate was signed and counted, but the audit log could not record it,
+	// so it is held back (the ledger record stays reserved: a retry signs again under it).
+	ErrAudit = errors.New("the audit log cannot be written")
+	// ErrLedger: the ledger could not be read or written (nothing left the pipeline). The
+	// store's own error stays in the chain (ledger.ErrUnavailable, ledger.ErrCorrupt...).
+	ErrLedger = errors.New("the ledger failed")
+)
+
+// stepError marks an error as one step's failure (errors.Is matches its sentinel) without
+// changing its message.
+type stepError struct {
+	err  error
+	kind error
+}
+
+func (e *stepError) Error() string        { return e.err.Error() }
+func (e *stepError) Unwrap() error        { return e.err }
+func (e *stepError) Is(target error) bool { return target == e.kind }
+
+func ledgerErr(err error) error { return &stepError{err: err, kind: ErrLedger} }
+
 // BudgetError says the DAK cannot sign again. It matches ledger.ErrBudgetExhausted.
 type BudgetError struct {
 	DAK    string // subject
@@ -85,6 +107,11 @@ type Checked struct {
 	Req       device.IssueRequest
 	CSR       *x509.CertificateRequest
 	DeviceKey string // ledger.KeyHash of the CSR's key
+
+	// Client and RequestID, when set, go to the audit record: the process that asked (the
+	// signing agent knows its peer) and its request id.
+	Client    *audit.Peer
+	RequestID string
 }
 
 // Check checks a request's CSR against the product profile (self-signature, key, subject). A
@@ -122,12 +149,12 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 	case errors.Is(err, ledger.ErrNotFound):
 		rec = nil
 	case err != nil:
-		return nil, false, fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err)
+		return nil, false, ledgerErr(fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err))
 	}
 	if rec != nil && rec.State != ledger.Reserved {
 		is, err := issuedFromRecord(rec, csr)
 		if err != nil {
-			return nil, false, err
+			return nil, false, ledgerErr(err)
 		}
 		return is, true, nil
 	}
@@ -151,7 +178,7 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 		return nil, false, &BudgetError{DAK: p.Certs.CA.Subject.String(), Used: b.Used, Max: p.MaxSignatures, Ledger: p.Ledger.Describe()}
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("reserving a signature in the ledger %s (nothing was signed): %w", p.Ledger.Describe(), err)
+		return nil, false, ledgerErr(fmt.Errorf("reserving a signature in the ledger %s (nothing was signed): %w", p.Ledger.Describe(), err))
 	}
 	if rec.Signatures > 1 {
 		p.logf("%s: the device key's reservation (ledger record %d) was interrupted before its chain was recorded; signing again (signature %d for this record)",
@@ -172,9 +199,11 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 	if p.Audit != nil {
 		ar := audit.FromIssued(is)
 		ar.Target, ar.BudgetUsed, ar.BudgetMax = req.Target, budget.Used, budget.Max
+		ar.Client, ar.RequestID = c.Client, c.RequestID
 		if err := p.Audit.Append(ar); err != nil {
 			// Nothing leaves the station that its records do not hold.
-			return nil, false, fmt.Errorf("recording certificate %s in the audit log (it was signed and counted, but is held back): %w", ar.Serial, err)
+			return nil, false, &stepError{kind: ErrAudit,
+				err: fmt.Errorf("recording certificate %s in the audit log (it was signed and counted, but is held back): %w", ar.Serial, err)}
 		}
 	}
 	leaf := is.Certificate
@@ -182,8 +211,8 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 		Serial: audit.SerialHex(leaf), CertSHA256: pki.Fingerprint(leaf), Subject: leaf.Subject.String(),
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, ChainPEM: string(is.ChainPEM),
 	}); err != nil {
-		return nil, false, fmt.Errorf("recording certificate %s in the ledger %s (it was signed and counted, but is held back): %w",
-			audit.SerialHex(leaf), p.Ledger.Describe(), err)
+		return nil, false, ledgerErr(fmt.Errorf("recording certificate %s in the ledger %s (it was signed and counted, but is held back): %w",
+			audit.SerialHex(leaf), p.Ledger.Describe(), err))
 	}
 	return is, false, nil
 }
@@ -199,12 +228,12 @@ func (p *Pipeline) Lookup(ctx context.Context, pub crypto.PublicKey) (*device.Kn
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err)
+		return nil, ledgerErr(fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err))
 	}
 	k := &device.Known{State: string(rec.State)}
 	if rec.State != ledger.Reserved {
 		if k.Issued, err = issuedFromRecord(rec, nil); err != nil {
-			return nil, err
+			return nil, ledgerErr(err)
 		}
 	}
 	return k, nil
@@ -226,10 +255,10 @@ func (p *Pipeline) advance(ctx context.Context, leaf *x509.Certificate, to ledge
 		return err
 	}
 	if rec == nil || rec.CertSHA256 != pki.Fingerprint(leaf) {
-		return fmt.Errorf("the ledger %s has no live record of certificate %s", p.Ledger.Describe(), pki.Fingerprint(leaf))
+		return fmt.Errorf("the ledger %s has no live record of certificate %s: %w", p.Ledger.Describe(), pki.Fingerprint(leaf), ledger.ErrNotFound)
 	}
 	if err := p.Ledger.Advance(ctx, rec.ID, to); err != nil {
-		return fmt.Errorf("recording certificate %s as %s in the ledger %s: %w", rec.Serial, to, p.Ledger.Describe(), err)
+		return ledgerErr(fmt.Errorf("recording certificate %s as %s in the ledger %s: %w", rec.Serial, to, p.Ledger.Describe(), err))
 	}
 	return nil
 }
@@ -245,7 +274,7 @@ func (p *Pipeline) liveFor(ctx context.Context, leaf *x509.Certificate) (*ledger
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err)
+		return nil, ledgerErr(fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err))
 	}
 	return rec, nil
 }

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -14,9 +17,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"hilbench/harness/device"
+	"hilbench/harness/issue"
+	"hilbench/harness/ledger"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer/audit"
 	"hilbench/harness/signer/budget"
@@ -49,8 +56,13 @@ func TestIssueThroughAgentVerifies(t *testing.T) {
 	if res.Serial != audit.SerialHex(res.Certificate) || res.SHA256 != audit.SHA256Hex(res.Certificate.Raw) {
 		t.Fatalf("serial %s sha %s", res.Serial, res.SHA256)
 	}
-	if st.budget.Used() != 1 {
-		t.Fatalf("budget used %d", st.budget.Used())
+	if st.used(t) != 1 {
+		t.Fatalf("budget used %d", st.used(t))
+	}
+	// The ledger holds the chain, filed under the device key.
+	if rec := st.live(t, res.Certificate.PublicKey); rec.State != ledger.Issued || rec.Target != "slot1/dev-0001" ||
+		rec.CertSHA256 != res.SHA256 || rec.ChainPEM != string(res.ChainPEM) || rec.Signatures != 1 || rec.Station != "test-station" {
+		t.Fatalf("ledger record %+v", rec)
 	}
 
 	// The audit record was written before the answer.
@@ -62,8 +74,8 @@ func TestIssueThroughAgentVerifies(t *testing.T) {
 		rec.DAKSHA256 != audit.SHA256Hex(dev.DAK.Raw) || rec.BudgetUsed != 1 {
 		t.Fatalf("audit record %+v", rec)
 	}
-	if rec.Client == nil || rec.Client.PID != os.Getpid() || rec.Client.UID != os.Getuid() {
-		t.Fatalf("audit client %+v, want pid %d uid %d", rec.Client, os.Getpid(), os.Getuid())
+	if rec.Client == nil || rec.Client.PID != os.Getpid() || rec.Client.UID != os.Getuid() || rec.RequestID == "" {
+		t.Fatalf("audit client %+v request %q, want pid %d uid %d", rec.Client, rec.RequestID, os.Getpid(), os.Getuid())
 	}
 
 	// The independent judge.
@@ -94,7 +106,8 @@ func TestStatus(t *testing.T) {
 	}
 	if s.DAK != d.Description() || s.DAKSHA256 != audit.SHA256Hex(dev.DAK.Raw) || s.Budget == nil ||
 		s.Budget.Used != 1 || s.Budget.Max != 50 || s.Budget.Remaining != 49 || s.Issued != 1 ||
-		s.Queue != 0 || s.Clients != 1 || s.PID != os.Getpid() || s.Uptime() <= 0 || s.AuditLog != st.audit.Path() {
+		s.Queue != 0 || s.Clients != 1 || s.PID != os.Getpid() || s.Uptime() <= 0 || s.AuditLog != st.audit.Path() ||
+		s.Ledger != st.ledger.Describe() || s.LedgerError != "" {
 		t.Fatalf("status %+v", s)
 	}
 }
@@ -120,8 +133,11 @@ func TestBadCSRRejectedWithoutSpendingBudget(t *testing.T) {
 	if _, err := c.Issue(context.Background(), "slot1", notCSR); !errors.Is(err, pki.ErrCSRRejected) {
 		t.Fatalf("garbage CSR: %v", err)
 	}
-	if st.budget.Used() != 0 || fs.calls.Load() != 0 || st.audit.Len() != 0 {
-		t.Fatalf("a refused CSR spent budget %d / signed %d / audited %d", st.budget.Used(), fs.calls.Load(), st.audit.Len())
+	if st.used(t) != 0 || fs.calls.Load() != 0 || st.audit.Len() != 0 {
+		t.Fatalf("a refused CSR spent budget %d / signed %d / audited %d", st.used(t), fs.calls.Load(), st.audit.Len())
+	}
+	if recs, err := st.ledger.List(context.Background(), ledger.Filter{}); err != nil || len(recs) != 0 {
+		t.Fatalf("a refused CSR left ledger records: %v %v", recs, err)
 	}
 	s, _ := c.Status(context.Background())
 	if s.Rejected != 2 {
@@ -144,14 +160,14 @@ func TestBudgetExhaustedAfterExactlyMax(t *testing.T) {
 		}
 	}
 	_, err := c.Issue(context.Background(), "t", csrs[3])
-	if !errors.Is(err, budget.ErrExhausted) {
+	if !errors.Is(err, ledger.ErrBudgetExhausted) || !errors.Is(err, budget.ErrExhausted) {
 		t.Fatalf("4th signature: %v, want budget_exhausted", err)
 	}
 	if !strings.Contains(err.Error(), "3/3") || !strings.Contains(err.Error(), "new DAK") {
 		t.Fatalf("message %q", err)
 	}
-	if fs.calls.Load() != 3 || st.budget.Used() != 3 {
-		t.Fatalf("signed %d, budget used %d", fs.calls.Load(), st.budget.Used())
+	if fs.calls.Load() != 3 || st.used(t) != 3 {
+		t.Fatalf("signed %d, budget used %d", fs.calls.Load(), st.used(t))
 	}
 	// A retry of an issued CSR is still answered: it needs no signature.
 	if res, err := c.IssueResult(context.Background(), "t", csrs[0]); err != nil || !res.Reused {
@@ -162,22 +178,21 @@ func TestBudgetExhaustedAfterExactlyMax(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	st.budget.Close()
-	st.audit.Close()
+	st.close()
 	st2 := openState(t, stateDir, 3)
 	start(t, newServer(t, fs, st2), path)
-	if _, err := c.Issue(context.Background(), "t", csrs[4]); !errors.Is(err, budget.ErrExhausted) {
+	if _, err := c.Issue(context.Background(), "t", csrs[4]); !errors.Is(err, ledger.ErrBudgetExhausted) {
 		t.Fatalf("after restart: %v", err)
 	}
-	if fs.calls.Load() != 3 || st2.budget.Used() != 3 {
-		t.Fatalf("after restart: signed %d, budget used %d", fs.calls.Load(), st2.budget.Used())
+	if fs.calls.Load() != 3 || st2.used(t) != 3 {
+		t.Fatalf("after restart: signed %d, budget used %d", fs.calls.Load(), st2.used(t))
 	}
 }
 
 func TestBudgetExhaustedInTheQueue(t *testing.T) {
-	// B's request passes the pre-check and queues while A's signature is
-	// with the key; meanwhile another process spends the rest of the
-	// budget. The reservation right before B's signature decides.
+	// B's request passes the check and queues while A's signature is with
+	// the key; meanwhile another station sharing the ledger spends the rest
+	// of the budget. The reservation right before B's signature decides.
 	d, _ := dak(t)
 	fs := &fakeSigner{Signer: d, started: make(chan struct{}, 1), release: make(chan struct{})}
 	stateDir := shortDir(t)
@@ -190,13 +205,15 @@ func TestBudgetExhaustedInTheQueue(t *testing.T) {
 	<-fs.started
 	go func() { _, err := b.Issue(context.Background(), "b", makeCSR(t, nil)); errB <- err }()
 	waitFor(t, a, "b queued", func(s *Status) bool { return s.Queue == 1 })
-	otherProcess, err := budget.Open(st.budget.Path(), d.Chain()[0], 3)
+	otherStation, err := ledger.OpenSQLite(st.ledger.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer otherProcess.Close()
-	for range 2 {
-		if _, err := otherProcess.Reserve(); err != nil {
+	defer otherStation.Close()
+	for i := range 2 {
+		if _, _, err := otherStation.Reserve(context.Background(), ledger.Reservation{
+			DeviceKey: fmt.Sprintf("%064x", i+1), Target: "other", Station: "other", DAKSHA256: audit.SHA256Hex(d.Chain()[0].Raw),
+			CSRSHA256: fmt.Sprintf("%064x", i+1), MaxSignatures: 3}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -204,11 +221,11 @@ func TestBudgetExhaustedInTheQueue(t *testing.T) {
 	if err := <-errA; err != nil {
 		t.Fatalf("a: %v", err)
 	}
-	if err := <-errB; !errors.Is(err, budget.ErrExhausted) {
+	if err := <-errB; !errors.Is(err, ledger.ErrBudgetExhausted) {
 		t.Fatalf("b: %v, want budget_exhausted", err)
 	}
-	if fs.calls.Load() != 1 || st.budget.Used() != 3 {
-		t.Fatalf("signatures %d, budget %d", fs.calls.Load(), st.budget.Used())
+	if fs.calls.Load() != 1 || st.used(t) != 3 {
+		t.Fatalf("signatures %d, budget %d", fs.calls.Load(), st.used(t))
 	}
 }
 
@@ -240,13 +257,18 @@ func TestRetryReturnsIdenticalChain(t *testing.T) {
 	path := filepath.Join(shortDir(t), "agent.sock")
 	r := start(t, newServer(t, fs, st), path)
 	c := dial(t, path)
-	csr := makeCSR(t, nil)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := csrFor(t, key, nil)
 	first, err := c.IssueResult(context.Background(), "slot2", csr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The same CSR again, also with CRLF line ends as a console may print it.
-	for _, again := range [][]byte{csr, bytes.ReplaceAll(csr, []byte("\n"), []byte("\r\n"))} {
+	// The same CSR again, also with CRLF line ends as a console may print
+	// it, and a new CSR the device made for the same key.
+	for _, again := range [][]byte{csr, bytes.ReplaceAll(csr, []byte("\n"), []byte("\r\n")), csrFor(t, key, nil)} {
 		res, err := c.IssueResult(context.Background(), "slot2", again)
 		if err != nil {
 			t.Fatal(err)
@@ -255,16 +277,15 @@ func TestRetryReturnsIdenticalChain(t *testing.T) {
 			t.Fatalf("retry: reused %v, same chain %v", res.Reused, bytes.Equal(res.ChainPEM, first.ChainPEM))
 		}
 	}
-	if fs.calls.Load() != 1 || st.budget.Used() != 1 || st.audit.Len() != 1 {
-		t.Fatalf("retries signed %d / budget %d / records %d", fs.calls.Load(), st.budget.Used(), st.audit.Len())
+	if fs.calls.Load() != 1 || st.used(t) != 1 || st.audit.Len() != 1 {
+		t.Fatalf("retries signed %d / budget %d / records %d", fs.calls.Load(), st.used(t), st.audit.Len())
 	}
 
-	// After a restart the audit log answers.
+	// After a restart the ledger answers.
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	st.budget.Close()
-	st.audit.Close()
+	st.close()
 	st2 := openState(t, stateDir, 10)
 	start(t, newServer(t, fs, st2), path)
 	res, err := c.IssueResult(context.Background(), "slot2", csr) // the same Client: it redials
@@ -274,16 +295,23 @@ func TestRetryReturnsIdenticalChain(t *testing.T) {
 	if !res.Reused || !bytes.Equal(res.ChainPEM, first.ChainPEM) || res.Serial != first.Serial {
 		t.Fatalf("after restart: reused %v, same chain %v", res.Reused, bytes.Equal(res.ChainPEM, first.ChainPEM))
 	}
-	if fs.calls.Load() != 1 || st2.budget.Used() != 1 {
-		t.Fatalf("after restart: signed %d, budget %d", fs.calls.Load(), st2.budget.Used())
+	if fs.calls.Load() != 1 || st2.used(t) != 1 {
+		t.Fatalf("after restart: signed %d, budget %d", fs.calls.Load(), st2.used(t))
+	}
+	s, _ := c.Status(context.Background())
+	if s.Issued != 0 || s.Reused != 1 {
+		t.Fatalf("status after restart: issued %d reused %d", s.Issued, s.Reused)
 	}
 }
 
-func TestRetryWithoutAuditLogWithinRun(t *testing.T) {
+func TestRetryWithoutAuditLog(t *testing.T) {
 	d, _ := dak(t)
 	fs := &fakeSigner{Signer: d}
+	st := openState(t, t.TempDir(), 0)
+	srv := newServer(t, fs, st)
+	srv.Pipeline.Audit = nil
 	path := filepath.Join(shortDir(t), "agent.sock")
-	start(t, newServer(t, fs, nil), path)
+	start(t, srv, path)
 	c := dial(t, path)
 	csr := makeCSR(t, nil)
 	a, err := c.IssueResult(context.Background(), "t", csr)
@@ -294,8 +322,11 @@ func TestRetryWithoutAuditLogWithinRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Budget != nil || !b.Reused || !bytes.Equal(a.ChainPEM, b.ChainPEM) || fs.calls.Load() != 1 {
+	if a.Budget == nil || a.Budget.Used != 1 || a.Budget.Remaining != -1 || !b.Reused || !bytes.Equal(a.ChainPEM, b.ChainPEM) || fs.calls.Load() != 1 {
 		t.Fatalf("budget %+v reused %v calls %d", a.Budget, b.Reused, fs.calls.Load())
+	}
+	if st.audit.Len() != 0 {
+		t.Fatalf("%d audit records without an audit log", st.audit.Len())
 	}
 }
 
@@ -325,8 +356,8 @@ func TestSameCSRConcurrentlySignedOnce(t *testing.T) {
 			t.Fatal("two chains for one CSR")
 		}
 	}
-	if fs.calls.Load() != 1 || st.budget.Used() != 1 {
-		t.Fatalf("signed %d, budget %d", fs.calls.Load(), st.budget.Used())
+	if fs.calls.Load() != 1 || st.used(t) != 1 {
+		t.Fatalf("signed %d, budget %d", fs.calls.Load(), st.used(t))
 	}
 }
 
@@ -411,8 +442,8 @@ func TestConcurrentClients(t *testing.T) {
 		}
 		seen[s] = true
 	}
-	if len(seen) != clients*each || st.budget.Used() != clients*each || st.audit.Len() != clients*each {
-		t.Fatalf("%d certificates, budget %d, records %d", len(seen), st.budget.Used(), st.audit.Len())
+	if len(seen) != clients*each || st.used(t) != clients*each || st.audit.Len() != clients*each {
+		t.Fatalf("%d certificates, budget %d, records %d", len(seen), st.used(t), st.audit.Len())
 	}
 }
 
@@ -472,6 +503,14 @@ func TestMalformedRequests(t *testing.T) {
 		{"long target", `{"op":"issue","id":"4","target":"` + strings.Repeat("x", 300) + `","csr":` + string(csr) + `}`, "4", "at most 256"},
 		{"no csr", `{"op":"issue","id":"5","target":"t"}`, "5", "no csr"},
 		{"csr not PEM", `{"op":"issue","id":"6","target":"t","csr":"MIIBOTCB4AIBADB+"}`, "6", "not PEM"},
+		{"bad device id", `{"op":"issue","id":"11","target":"t","device_id":"` + strings.Repeat("x", 300) + `","csr":` + string(csr) + `}`, "11", "device_id is 300 bytes"},
+		{"replaces not PEM", `{"op":"issue","id":"12","target":"t","replaces":"MIIB","csr":` + string(csr) + `}`, "12", "replaces: not a certificate PEM"},
+		{"lookup no id", `{"op":"lookup","key":"AAAA"}`, "", "no id"},
+		{"lookup no key", `{"op":"lookup","id":"13"}`, "13", "no key"},
+		{"lookup key not base64", `{"op":"lookup","id":"14","key":"%%%"}`, "14", "not base64"},
+		{"lookup key not SPKI", `{"op":"lookup","id":"15","key":"AAAA"}`, "15", "not a SubjectPublicKeyInfo"},
+		{"stored no certificate", `{"op":"stored","id":"16"}`, "16", "no certificate"},
+		{"verified not PEM", `{"op":"verified","id":"17","certificate":"hello"}`, "17", "not a certificate PEM"},
 		{"huge line", `{"op":"issue","id":"7","target":"t","csr":"` + strings.Repeat("A", MaxRequestLine) + `"}`, "", "longer than 65536"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -510,7 +549,7 @@ func TestMalformedRequests(t *testing.T) {
 	if _, err := c.Issue(context.Background(), "after", makeCSR(t, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if fs.calls.Load() > 2 || st.budget.Used() > 2 {
+	if fs.calls.Load() > 2 || st.used(t) > 2 {
 		t.Fatalf("signed %d", fs.calls.Load())
 	}
 	// Many requests on one connection before reading any answer.
@@ -545,37 +584,70 @@ func TestSignerFailure(t *testing.T) {
 	path := filepath.Join(shortDir(t), "agent.sock")
 	start(t, newServer(t, fs, st), path)
 	c := dial(t, path)
-	_, err := c.Issue(context.Background(), "t", makeCSR(t, nil))
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Issue(context.Background(), "t", csrFor(t, key, nil))
 	if !errors.Is(err, ErrSignerFailed) || !strings.Contains(err.Error(), "YubiKey removed") {
 		t.Fatalf("%v", err)
 	}
-	// The attempt is counted: the budget never under-counts.
-	if st.budget.Used() != 1 || st.audit.Len() != 0 {
-		t.Fatalf("budget %d records %d", st.budget.Used(), st.audit.Len())
+	// The attempt is counted: the budget never under-counts. The record
+	// stays reserved: a retry signs again under it.
+	if st.used(t) != 1 || st.audit.Len() != 0 {
+		t.Fatalf("budget %d records %d", st.used(t), st.audit.Len())
+	}
+	if rec := st.live(t, &key.PublicKey); rec.State != ledger.Reserved || rec.Signatures != 1 {
+		t.Fatalf("ledger record %+v", rec)
 	}
 }
 
-func TestAuditFailureStopsSigning(t *testing.T) {
+func TestAuditFailureHoldsTheCertificateBack(t *testing.T) {
 	d, _ := dak(t)
 	fs := &fakeSigner{Signer: d}
-	st := openState(t, shortDir(t), 10)
+	stateDir := shortDir(t)
+	st := openState(t, stateDir, 10)
 	path := filepath.Join(shortDir(t), "agent.sock")
-	start(t, newServer(t, fs, st), path)
+	r := start(t, newServer(t, fs, st), path)
 	c := dial(t, path)
 	st.audit.Close() // every Append now fails
-	csr := makeCSR(t, nil)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := csrFor(t, key, nil)
+	_, err = c.Issue(context.Background(), "t", csr)
+	if !errors.Is(err, ErrAuditFailed) || !errors.Is(err, issue.ErrAudit) || !strings.Contains(err.Error(), "held back") {
+		t.Fatalf("%v", err)
+	}
+	// Signed and counted, not delivered: the record stays reserved.
+	if rec := st.live(t, &key.PublicKey); rec.State != ledger.Reserved || rec.Signatures != 1 || fs.calls.Load() != 1 || st.used(t) != 1 {
+		t.Fatalf("ledger record %+v, signed %d, budget %d", rec, fs.calls.Load(), st.used(t))
+	}
+	// A retry signs again under the same record (by design: the first
+	// certificate never left the agent).
 	if _, err := c.Issue(context.Background(), "t", csr); !errors.Is(err, ErrAuditFailed) {
-		t.Fatalf("%v", err)
+		t.Fatalf("retry: %v", err)
 	}
-	if _, err := c.Issue(context.Background(), "t", makeCSR(t, nil)); !errors.Is(err, ErrAuditFailed) {
-		t.Fatalf("%v", err)
+	if rec := st.live(t, &key.PublicKey); rec.State != ledger.Reserved || rec.Signatures != 2 || st.used(t) != 2 {
+		t.Fatalf("after the retry: ledger record %+v, budget %d", rec, st.used(t))
 	}
-	if fs.calls.Load() != 1 {
-		t.Fatalf("signed %d times with a broken audit log, want 1", fs.calls.Load())
+
+	// The disk is fixed and the agent restarted: the retry is delivered,
+	// recorded in both.
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
 	}
-	s, _ := c.Status(context.Background())
-	if s.Unaudited != 1 {
-		t.Fatalf("unaudited %d", s.Unaudited)
+	st.close()
+	st2 := openState(t, stateDir, 10)
+	start(t, newServer(t, fs, st2), path)
+	res, err := c.IssueResult(context.Background(), "t", csr)
+	if err != nil || res.Reused {
+		t.Fatalf("after the repair: %+v %v", res, err)
+	}
+	rec := st2.live(t, &key.PublicKey)
+	if rec.State != ledger.Issued || rec.Signatures != 3 || rec.CertSHA256 != res.SHA256 || st2.used(t) != 3 || st2.audit.Len() != 1 {
+		t.Fatalf("after the repair: ledger record %+v, budget %d, audit records %d", rec, st2.used(t), st2.audit.Len())
 	}
 }
 
@@ -771,28 +843,24 @@ func TestGracefulShutdown(t *testing.T) {
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Fatal("socket not removed")
 	}
-	if st.budget.Used() != 1 || st.audit.Len() != 1 {
-		t.Fatalf("budget %d records %d", st.budget.Used(), st.audit.Len())
+	if st.used(t) != 1 || st.audit.Len() != 1 {
+		t.Fatalf("budget %d records %d", st.used(t), st.audit.Len())
 	}
 }
 
-func TestRefusesMismatchedBudget(t *testing.T) {
+func TestRefusesIncompletePipeline(t *testing.T) {
 	d, _ := dak(t)
-	other, err := budget.Open(filepath.Join(shortDir(t), "b"), d.Chain()[0], 1)
-	if err != nil {
-		t.Fatal(err)
+	path := filepath.Join(shortDir(t), "agent.sock")
+	if err := (&Server{}).Serve(context.Background(), path); err == nil || !strings.Contains(err.Error(), "no issuance Pipeline") {
+		t.Fatalf("no pipeline: %v", err)
 	}
-	defer other.Close()
-	// A budget for another certificate: fake by using the root.
-	_, dev := dak(t)
-	wrong, err := budget.Open(filepath.Join(shortDir(t), "b"), dev.Root, 1)
-	if err != nil {
-		t.Fatal(err)
+	srv := newServer(t, d, nil)
+	srv.Pipeline.Ledger = nil
+	if err := srv.Serve(context.Background(), path); err == nil || !strings.Contains(err.Error(), "no Ledger") {
+		t.Fatalf("no ledger: %v", err)
 	}
-	defer wrong.Close()
-	srv := &Server{Signer: d, Profile: profile(t), Budget: wrong}
-	if err := srv.Serve(context.Background(), filepath.Join(shortDir(t), "s")); !errors.Is(err, budget.ErrOtherDAK) {
-		t.Fatalf("%v", err)
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatal("a refused agent created its socket")
 	}
 }
 
@@ -866,7 +934,7 @@ func TestClientResendsWhenTheAnswerIsLost(t *testing.T) {
 	}
 }
 
-func TestResetBudgetRefused(t *testing.T) {
+func TestLedgerBehindTheAuditLogRefused(t *testing.T) {
 	d, _ := dak(t)
 	stateDir := shortDir(t)
 	st := openState(t, stateDir, 10)
@@ -881,15 +949,164 @@ func TestResetBudgetRefused(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	st.budget.Close()
-	st.audit.Close()
-	// Someone "resets" the DAK by deleting its counter.
-	if err := os.Remove(filepath.Join(stateDir, "budget")); err != nil {
-		t.Fatal(err)
+	st.close()
+	// Someone "resets" the DAK by deleting the ledger.
+	for _, f := range []string{"ledger.db", "ledger.db-wal", "ledger.db-shm"} {
+		if err := os.Remove(filepath.Join(stateDir, f)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
 	}
 	st2 := openState(t, stateDir, 10)
 	err := newServer(t, d, st2).Serve(context.Background(), path)
-	if !errors.Is(err, budget.ErrCorrupt) || !strings.Contains(err.Error(), "records 2 certificates") {
+	if !errors.Is(err, issue.ErrLedgerBehind) || !strings.Contains(err.Error(), "records 2 certificates") ||
+		!strings.Contains(err.Error(), "hil ledger import") {
 		t.Fatalf("%v", err)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatal("a refused agent created its socket")
+	}
+}
+
+func TestIssuerLookupStoredVerified(t *testing.T) {
+	d, _ := dak(t)
+	fs := &fakeSigner{Signer: d, started: make(chan struct{}, 1), release: make(chan struct{})}
+	st := openState(t, shortDir(t), 10)
+	path := filepath.Join(shortDir(t), "agent.sock")
+	srv := newServer(t, fs, st)
+	start(t, srv, path)
+	var iss device.Issuer = dial(t, path).Issuer(srv.Pipeline.TrustAnchors)
+	if len(iss.Roots()) != 1 || !iss.Roots()[0].Equal(srv.Pipeline.TrustAnchors[0]) {
+		t.Fatalf("roots %v", iss.Roots())
+	}
+	ctx := context.Background()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &key.PublicKey
+
+	// Nothing known yet.
+	if k, err := iss.Lookup(ctx, pub); k != nil || err != nil {
+		t.Fatalf("unknown key: %+v %v", k, err)
+	}
+	// While the DAK signs, the key is reserved.
+	issued := make(chan *pki.Issued, 1)
+	go func() {
+		is, err := iss.Issue(ctx, device.IssueRequest{Target: "slot4", DeviceID: "SN-0004", CSRPEM: csrFor(t, key, nil)})
+		if err != nil {
+			t.Error(err)
+		}
+		issued <- is
+	}()
+	<-fs.started
+	if k, err := iss.Lookup(ctx, pub); err != nil || k == nil || k.State != "reserved" || k.Issued != nil {
+		t.Fatalf("while signing: %+v %v", k, err)
+	}
+	fs.release <- struct{}{}
+	is := <-issued
+	if is == nil {
+		t.FailNow()
+	}
+	if err := device.Verify(is.Chain, is, iss.Roots(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, step := range []struct {
+		state   string
+		advance func(context.Context, *x509.Certificate) error
+	}{{"issued", nil}, {"stored", iss.Stored}, {"verified", iss.Verified}} {
+		if step.advance != nil {
+			if err := step.advance(ctx, is.Certificate); err != nil {
+				t.Fatalf("%s: %v", step.state, err)
+			}
+		}
+		k, err := iss.Lookup(ctx, pub)
+		if err != nil || k == nil || k.State != step.state || k.Issued == nil || !bytes.Equal(k.Issued.ChainPEM, is.ChainPEM) {
+			t.Fatalf("lookup when %s: %+v %v", step.state, k, err)
+		}
+		// What Lookup returns is what a driver verifies the device's chain against.
+		if err := device.Verify(is.Chain, k.Issued, iss.Roots(), time.Now()); err != nil {
+			t.Fatalf("verify against the lookup when %s: %v", step.state, err)
+		}
+	}
+	// Recording again is harmless.
+	if err := iss.Verified(ctx, is.Certificate); err != nil {
+		t.Fatal(err)
+	}
+	rec := st.live(t, pub)
+	if rec.State != ledger.Verified || rec.DeviceID != "SN-0004" || rec.Target != "slot4" || rec.StoredAt.IsZero() || rec.VerifiedAt.IsZero() {
+		t.Fatalf("ledger record %+v", rec)
+	}
+	// A certificate the ledger does not hold.
+	if err := iss.Stored(ctx, d.Chain()[0]); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("stored for an unknown certificate: %v", err)
+	}
+	if fs.calls.Load() != 1 {
+		t.Fatalf("signed %d", fs.calls.Load())
+	}
+}
+
+func TestReprovisionReplaces(t *testing.T) {
+	d, _ := dak(t)
+	st := openState(t, shortDir(t), 10)
+	path := filepath.Join(shortDir(t), "agent.sock")
+	srv := newServer(t, d, st)
+	start(t, srv, path)
+	iss := dial(t, path).Issuer(srv.Pipeline.TrustAnchors)
+	ctx := context.Background()
+	oldKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	newKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	old, err := iss.Issue(ctx, device.IssueRequest{Target: "slot1", DeviceID: "SN-1", CSRPEM: csrFor(t, oldKey, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The device made a new key: without saying what it replaces, the
+	// ledger refuses a second live identity for the device.
+	_, err = iss.Issue(ctx, device.IssueRequest{Target: "slot1", DeviceID: "SN-1", CSRPEM: csrFor(t, newKey, nil)})
+	var ae *Error
+	if !errors.Is(err, ledger.ErrLiveRecord) || !errors.Is(err, ErrLedgerFailed) || !errors.Is(err, issue.ErrLedger) ||
+		!errors.As(err, &ae) || ae.Code != CodeLedgerFailed || ae.Reason != "live_record" {
+		t.Fatalf("second identity: %v", err)
+	}
+	res, err := iss.IssueResult(ctx, device.IssueRequest{Target: "slot1", DeviceID: "SN-1", CSRPEM: csrFor(t, newKey, nil), Replaces: old.Certificate})
+	if err != nil || res.Reused {
+		t.Fatalf("reprovision: %+v %v", res, err)
+	}
+	if k, err := iss.Lookup(ctx, &oldKey.PublicKey); k != nil || err != nil {
+		t.Fatalf("the replaced key: %+v %v", k, err)
+	}
+	if k, err := iss.Lookup(ctx, &newKey.PublicKey); err != nil || k == nil || k.State != "issued" || !bytes.Equal(k.Issued.ChainPEM, res.ChainPEM) {
+		t.Fatalf("the new key: %+v %v", k, err)
+	}
+	recs, err := st.ledger.List(ctx, ledger.Filter{DeviceID: "SN-1"})
+	if err != nil || len(recs) != 2 || recs[0].State != ledger.Replaced || recs[0].ReplacedBy != recs[1].ID {
+		t.Fatalf("records %+v %v", recs, err)
+	}
+}
+
+func TestCSRCheckedOnce(t *testing.T) {
+	d, _ := dak(t)
+	fs := &fakeSigner{Signer: d}
+	path := filepath.Join(shortDir(t), "agent.sock")
+	srv := newServer(t, fs, nil)
+	var checks atomic.Int64
+	srv.check = func(req device.IssueRequest) (*issue.Checked, error) {
+		checks.Add(1)
+		return srv.Pipeline.Check(req)
+	}
+	start(t, srv, path)
+	c := dial(t, path)
+	csrs := makeCSRs(t, 3)
+	for _, csr := range append(csrs, csrs[0]) {
+		if _, err := c.Issue(context.Background(), "t", csr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Issue(context.Background(), "t", makeCSR(t, map[string]string{"DeviceTypeId": "WRONG"})); !errors.Is(err, pki.ErrDeviceType) {
+		t.Fatal(err)
+	}
+	// One check per request, on the connection; the worker issues what was checked.
+	if checks.Load() != 5 || fs.calls.Load() != 3 {
+		t.Fatalf("%d checks, %d signatures for 5 requests (3 new keys)", checks.Load(), fs.calls.Load())
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -19,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer/audit"
 )
@@ -33,8 +36,9 @@ const defaultWriteTimeout = 30 * time.Second
 // robin; give each process (or station slot that should be served on its
 // own) its own Client. If the connection breaks (the agent restarted) the
 // next request dials again, and a request whose answer was lost is sent
-// once more on the new connection: issuing is idempotent per CSR, so the
-// retry returns the same chain and spends no budget.
+// once more on the new connection: every operation is idempotent (the
+// ledger answers a key it holds a chain for with that chain, and spends no
+// budget). Issuer presents the client as a device.Issuer.
 type Client struct {
 	path string
 
@@ -50,12 +54,13 @@ type Result struct {
 	*pki.Issued
 	Serial    string // certificate serial, upper-case hex
 	SHA256    string // certificate SHA-256, hex
-	CSRSHA256 string // SHA-256 of the CSR DER, hex (the audit log's key)
-	// Reused is set when the CSR had been issued before (a retry, possibly
-	// across an agent restart): the chain is the recorded one and nothing
-	// was signed.
+	CSRSHA256 string // SHA-256 of the CSR DER sent, hex
+	// Reused is set when the ledger already held a chain for the CSR's key
+	// (a retry, possibly across an agent restart, or a device that made a
+	// new CSR for the same key): the chain is the ledger's and nothing was
+	// signed.
 	Reused  bool
-	Budget  *BudgetInfo // nil when the agent does not count signatures
+	Budget  *BudgetInfo // the ledger's count; nil when it could not be read
 	Warning string      // the budget is nearly spent: show this to the operator
 }
 
@@ -172,9 +177,10 @@ func (c *Client) do(ctx context.Context, req *request) (*response, error) {
 }
 
 // Issue asks the agent to check csrPEM and issue its chain. target names
-// the device or station slot (it goes to the audit log). Errors match
-// pki.ErrCSRRejected, budget.ErrExhausted, ErrSignerFailed, ErrBusy,
-// ErrShuttingDown, ErrAuditFailed, ErrNoAgent...
+// the device or station slot (it goes to the ledger and the audit log).
+// Errors match pki.ErrCSRRejected, ledger.ErrBudgetExhausted,
+// ErrSignerFailed, ErrAuditFailed, ErrLedgerFailed, ErrBusy,
+// ErrShuttingDown, ErrNoAgent...
 func (c *Client) Issue(ctx context.Context, target string, csrPEM []byte) (*pki.Issued, error) {
 	r, err := c.IssueResult(ctx, target, csrPEM)
 	if err != nil {
@@ -185,16 +191,124 @@ func (c *Client) Issue(ctx context.Context, target string, csrPEM []byte) (*pki.
 
 // IssueResult is Issue with what the agent said besides the chain.
 func (c *Client) IssueResult(ctx context.Context, target string, csrPEM []byte) (*Result, error) {
-	r, err := c.do(ctx, &request{Op: OpIssue, Target: target, CSR: string(csrPEM)})
-	if err != nil {
-		return nil, fmt.Errorf("issuing a certificate for %s: %w", target, err)
+	return c.issue(ctx, device.IssueRequest{Target: target, CSRPEM: csrPEM})
+}
+
+func (c *Client) issue(ctx context.Context, req device.IssueRequest) (*Result, error) {
+	wr := &request{Op: OpIssue, Target: req.Target, DeviceID: req.DeviceID, CSR: string(req.CSRPEM)}
+	if req.Replaces != nil {
+		wr.Replaces = string(pki.EncodeChainPEM([]*x509.Certificate{req.Replaces}))
 	}
-	is, err := issuedFrom(csrPEM, r)
+	r, err := c.do(ctx, wr)
 	if err != nil {
-		return nil, fmt.Errorf("issuing a certificate for %s: %w", target, err)
+		return nil, fmt.Errorf("issuing a certificate for %s: %w", req.Target, err)
+	}
+	is, err := issuedFrom(req.CSRPEM, r)
+	if err != nil {
+		return nil, fmt.Errorf("issuing a certificate for %s: %w", req.Target, err)
 	}
 	return &Result{Issued: is, Serial: r.Serial, SHA256: r.SHA256, CSRSHA256: r.CSRSHA256,
 		Reused: r.Reused, Budget: r.Budget, Warning: r.Warning}, nil
+}
+
+// Issuer is a Client as a device.Issuer: drivers provision through the
+// agent exactly as through a station's own pipeline.
+type Issuer struct {
+	c     *Client
+	roots []*x509.Certificate
+}
+
+var _ device.Issuer = (*Issuer)(nil)
+
+// Issuer presents c as a device.Issuer whose chains verify to roots (the
+// bench's trust anchors: the agent does not choose them for its clients).
+func (c *Client) Issuer(roots []*x509.Certificate) *Issuer {
+	return &Issuer{c: c, roots: roots}
+}
+
+// Client is the connection the Issuer uses.
+func (i *Issuer) Client() *Client { return i.c }
+
+// Roots are the trust anchors chains must verify to.
+func (i *Issuer) Roots() []*x509.Certificate { return i.roots }
+
+// Issue returns the chain for the CSR's key: the ledger's, or a new one.
+func (i *Issuer) Issue(ctx context.Context, req device.IssueRequest) (*pki.Issued, error) {
+	r, err := i.c.issue(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return r.Issued, nil
+}
+
+// IssueResult is Issue with what the agent said besides the chain.
+func (i *Issuer) IssueResult(ctx context.Context, req device.IssueRequest) (*Result, error) {
+	return i.c.issue(ctx, req)
+}
+
+// Lookup is what the agent's ledger holds for a device public key; nil,
+// nil when it knows nothing.
+func (i *Issuer) Lookup(ctx context.Context, pub crypto.PublicKey) (*device.Known, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("looking up a device key in the signing agent's ledger: %w", err)
+	}
+	r, err := i.c.do(ctx, &request{Op: OpLookup, Key: base64.StdEncoding.EncodeToString(der)})
+	if err != nil {
+		return nil, fmt.Errorf("looking up a device key in the signing agent's ledger: %w", err)
+	}
+	k, err := knownFrom(pub, r)
+	if err != nil {
+		return nil, fmt.Errorf("looking up a device key in the signing agent's ledger: %w", err)
+	}
+	return k, nil
+}
+
+// knownFrom parses a lookup answer and checks that its chain is for pub.
+func knownFrom(pub crypto.PublicKey, r *response) (*device.Known, error) {
+	if r.State == "" {
+		return nil, nil
+	}
+	k := &device.Known{State: r.State}
+	if r.Chain == "" {
+		if r.State != "reserved" {
+			return nil, fmt.Errorf("%w: state %s without a chain", ErrBadResponse, r.State)
+		}
+		return k, nil
+	}
+	chain, err := pki.ParseChainPEM([]byte(r.Chain))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: chain: %v", ErrBadResponse, err)
+	case r.SHA256 != audit.SHA256Hex(chain[0].Raw):
+		return nil, fmt.Errorf("%w: certificate SHA-256 %s does not match the chain", ErrBadResponse, r.SHA256)
+	case !pki.SamePublicKey(chain[0].PublicKey, pub):
+		return nil, fmt.Errorf("%w: the chain certifies another public key than the one looked up", ErrBadResponse)
+	}
+	k.Issued = &pki.Issued{CSR: &x509.CertificateRequest{PublicKey: pub}, Certificate: chain[0], Chain: chain, ChainPEM: []byte(r.Chain)}
+	return k, nil
+}
+
+// Stored records in the agent's ledger that the device holds leaf's chain.
+func (i *Issuer) Stored(ctx context.Context, leaf *x509.Certificate) error {
+	return i.advance(ctx, OpStored, leaf)
+}
+
+// Verified records in the agent's ledger that leaf's chain was read back
+// from the device and verified.
+func (i *Issuer) Verified(ctx context.Context, leaf *x509.Certificate) error {
+	return i.advance(ctx, OpVerified, leaf)
+}
+
+func (i *Issuer) advance(ctx context.Context, op string, leaf *x509.Certificate) error {
+	if leaf == nil {
+		return fmt.Errorf("recording a certificate as %s: no certificate", op)
+	}
+	_, err := i.c.do(ctx, &request{Op: op, Certificate: string(pki.EncodeChainPEM([]*x509.Certificate{leaf}))})
+	if err != nil {
+		return fmt.Errorf("recording certificate %s as %s in the signing agent's ledger: %w", audit.SerialHex(leaf), op, err)
+	}
+	return nil
 }
 
 // issuedFrom parses the answer and checks that it is for this CSR.

@@ -117,12 +117,16 @@ func (c *conn) handle(line []byte) {
 	switch req.Op {
 	case OpIssue:
 		c.rt.issue(c, &req)
+	case OpLookup:
+		c.rt.lookup(c, &req)
+	case OpStored, OpVerified:
+		c.rt.advance(c, &req)
 	case OpStatus:
 		c.send(response{ID: req.ID, OK: true, Status: c.rt.status()})
 	case "":
-		c.send(errResponse(req.ID, CodeBadRequest, `request has no "op" (want "issue" or "status")`))
+		c.send(errResponse(req.ID, CodeBadRequest, `request has no "op" (want `+opsText+`)`))
 	default:
-		c.send(errResponse(req.ID, CodeBadRequest, fmt.Sprintf(`unknown op %q (want "issue" or "status")`, req.Op)))
+		c.send(errResponse(req.ID, CodeBadRequest, fmt.Sprintf(`unknown op %q (want %s)`, req.Op, opsText)))
 	}
 }
 

@@ -17,10 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"hilbench/harness/issue"
+	"hilbench/harness/ledger"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer"
 	"hilbench/harness/signer/audit"
-	"hilbench/harness/signer/budget"
 	"hilbench/harness/signer/softdak"
 )
 
@@ -83,6 +84,16 @@ func profile(tb testing.TB) *pki.Profile {
 // attribute values by name (e.g. "DeviceTypeId").
 func makeCSR(tb testing.TB, override map[string]string) []byte {
 	tb.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return csrFor(tb, k, override)
+}
+
+// csrFor is a CSR the profile accepts for the device key k.
+func csrFor(tb testing.TB, k *ecdsa.PrivateKey, override map[string]string) []byte {
+	tb.Helper()
 	var names []pkix.AttributeTypeAndValue
 	for _, f := range profile(tb).Subject {
 		v := f.Value
@@ -90,10 +101,6 @@ func makeCSR(tb testing.TB, override map[string]string) []byte {
 			v = o
 		}
 		names = append(names, pkix.AttributeTypeAndValue{Type: f.OID, Value: v})
-	}
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{ExtraNames: names}, SignatureAlgorithm: x509.ECDSAWithSHA256}, k)
@@ -151,27 +158,79 @@ func shortDir(tb testing.TB) string {
 	return dir
 }
 
-// state is what an agent keeps between runs.
+// state is what an agent keeps between runs: the ledger (SQLite, the DAK's
+// budget with it) and the audit log.
 type state struct {
 	dir    string
 	max    int64
-	budget *budget.Budget
+	ledger *ledger.SQLiteStore
 	audit  *audit.Log
+	once   sync.Once
 }
 
+// openState opens (or creates) the ledger and audit log in dir; max is the
+// DAK's budget (<= 0: unlimited).
 func openState(tb testing.TB, dir string, max int64) *state {
 	tb.Helper()
-	d, _ := dak(tb)
-	b, err := budget.Open(filepath.Join(dir, "budget"), d.Chain()[0], max)
+	lg, err := ledger.OpenSQLite(filepath.Join(dir, "ledger.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	l, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
 	if err != nil {
+		lg.Close()
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { b.Close(); l.Close() })
-	return &state{dir: dir, max: max, budget: b, audit: l}
+	st := &state{dir: dir, max: max, ledger: lg, audit: l}
+	tb.Cleanup(st.close)
+	return st
+}
+
+func (st *state) close() {
+	st.once.Do(func() {
+		st.ledger.Close()
+		st.audit.Close()
+	})
+}
+
+// pipeline issues with s through the state's ledger and audit log.
+func (st *state) pipeline(tb testing.TB, s signer.Signer) *issue.Pipeline {
+	_, dev := dak(tb)
+	chain := s.Chain()
+	return &issue.Pipeline{
+		Certs:         &pki.Issuer{Profile: profile(tb), Signer: s, CA: chain[0], Intermediates: chain[1:]},
+		Ledger:        st.ledger,
+		Audit:         st.audit,
+		MaxSignatures: st.max,
+		Station:       "test-station",
+		RunID:         tb.Name(),
+		TrustAnchors:  []*x509.Certificate{dev.Root},
+	}
+}
+
+// used is the DAK's signature count in the ledger.
+func (st *state) used(tb testing.TB) int64 {
+	tb.Helper()
+	d, _ := dak(tb)
+	b, err := st.ledger.Budget(context.Background(), audit.SHA256Hex(d.Chain()[0].Raw))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b.Used
+}
+
+// live is the ledger's live record of the key certified by leaf.
+func (st *state) live(tb testing.TB, pub crypto.PublicKey) *ledger.Record {
+	tb.Helper()
+	key, err := ledger.KeyHash(pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rec, err := st.ledger.Live(context.Background(), key)
+	if err != nil {
+		tb.Fatalf("live record: %v", err)
+	}
+	return rec
 }
 
 // running is an agent started by start.
@@ -221,13 +280,13 @@ func start(tb testing.TB, srv *Server, path string) *running {
 	return r
 }
 
-// newServer is an agent for the test DAK with state st (may be nil).
+// newServer is an agent for the DAK s with state st (nil: a fresh one,
+// unlimited budget).
 func newServer(tb testing.TB, s signer.Signer, st *state) *Server {
-	srv := &Server{Signer: s, Profile: profile(tb)}
-	if st != nil {
-		srv.Budget, srv.Audit = st.budget, st.audit
+	if st == nil {
+		st = openState(tb, tb.TempDir(), 0)
 	}
-	return srv
+	return &Server{Pipeline: st.pipeline(tb, s)}
 }
 
 func dial(tb testing.TB, path string) *Client {

@@ -4,16 +4,17 @@ import (
 	"sync"
 	"time"
 
+	"hilbench/harness/issue"
 	"hilbench/harness/signer/audit"
 )
 
-// job is one issue request waiting for the DAK.
+// job is one issue request waiting for the DAK: its CSR passed the
+// profile's checks on the connection.
 type job struct {
 	c        *conn
 	id       string
 	target   string
-	csrPEM   []byte
-	csrHash  string // SHA-256 of the CSR DER, hex
+	checked  *issue.Checked
 	peer     *audit.Peer
 	received time.Time
 }

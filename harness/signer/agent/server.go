@@ -2,21 +2,18 @@ package agent
 
 import (
 	"context"
-	"crypto"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"hilbench/harness/pki"
+	"hilbench/harness/device"
+	"hilbench/harness/issue"
 	"hilbench/harness/signer"
 	"hilbench/harness/signer/audit"
-	"hilbench/harness/signer/budget"
 )
 
 // Defaults for the Server's limits.
@@ -30,23 +27,16 @@ const (
 // Server is the signing agent: the one process that uses the DAK. Set the
 // fields, then call Serve.
 type Server struct {
-	// Signer is the DAK. Only the agent's single worker goroutine calls
-	// its Sign method, one signature at a time.
-	Signer signer.Signer
-	// Profile is the product profile CSRs are checked against and
-	// certificates are issued with.
-	Profile *pki.Profile
-	// Validity of issued certificates; default pki.DefaultValidity.
-	Validity time.Duration
-
-	// Budget counts every signature; a reservation is made right before
-	// each one. It must count Signer's DAK. nil: signatures are not
-	// counted (development only; Serve logs a warning).
-	Budget *budget.Budget
-	// Audit records every certificate before its answer is sent, and
-	// answers retries after a restart. nil: retries are recognised during
-	// this run only (Serve logs a warning).
-	Audit *audit.Log
+	// Pipeline issues every certificate: CSR check, reservation in the
+	// ledger with the DAK's budget, signature, audit log, ledger record.
+	// Required, with its Certs (profile, DAK signer and certificate) and
+	// Ledger. Connection goroutines check CSRs with Pipeline.Check; the
+	// single worker issues with Pipeline.IssueChecked, so only it calls
+	// the DAK's Sign. Serve neither opens nor closes the pipeline.
+	Pipeline *issue.Pipeline
+	// Description names the DAK in logs and status; default: the signer's
+	// Description (a signer.Signer), else the DAK certificate's subject.
+	Description string
 
 	// Logf receives one line per event (start, issue, refusal, stop).
 	// Lines carry no key material, PIN or CSR content. nil: discarded.
@@ -63,17 +53,22 @@ type Server struct {
 	// does not read.
 	WriteTimeout time.Duration
 
-	// Seams for tests.
-	Now  func() time.Time // default time.Now
-	Rand io.Reader        // serial numbers and signatures; default crypto/rand
+	// Now is the time the DAK's chain must be valid at when Serve starts;
+	// default time.Now.
+	Now func() time.Time
+
+	// check is Pipeline.Check unless a test counts the calls.
+	check func(device.IssueRequest) (*issue.Checked, error)
 }
 
 // runtime is one Serve call's state.
 type runtime struct {
 	cfg          *Server
+	p            *issue.Pipeline
+	ctx          context.Context // for the ledger: not cancelled when Serve's ctx is
 	logf         func(string, ...any)
-	issuer       *pki.Issuer
-	gate         *gatedSigner
+	check        func(device.IssueRequest) (*issue.Checked, error)
+	description  string
 	dakSHA256    string
 	dakSubject   string
 	started      time.Time
@@ -84,21 +79,20 @@ type runtime struct {
 	signing                  atomic.Bool
 	issued, reused, rejected atomic.Int64
 
-	mu        sync.Mutex
-	memo      map[string]*audit.Record // issued this run; only without an audit log
-	unaudited map[string]*audit.Record // issued, audit append failed
-	conns     map[*conn]struct{}
-	closing   bool
-	wg        sync.WaitGroup // connection goroutines
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	wg      sync.WaitGroup // connection goroutines
 }
 
 // Serve listens on socketPath and signs until ctx is cancelled; then it
 // finishes the signature in progress, answers queued requests with
 // shutting_down, removes the socket and returns nil. It returns an error if
-// it cannot start (a bad configuration, an unsafe socket directory, another
-// agent on the path).
+// it cannot start (a bad configuration, a DAK outside its validity, a
+// ledger that counts fewer signatures than the audit log holds, an unsafe
+// socket directory, another agent on the path).
 func (s *Server) Serve(ctx context.Context, socketPath string) error {
-	rt, err := s.newRuntime()
+	rt, err := s.newRuntime(ctx)
 	if err != nil {
 		return err
 	}
@@ -109,64 +103,62 @@ func (s *Server) Serve(ctx context.Context, socketPath string) error {
 	return rt.serve(ctx, l)
 }
 
-func (s *Server) newRuntime() (*runtime, error) {
-	if s.Signer == nil {
-		return nil, errors.New("signing agent: no Signer (DAK)")
-	}
-	if s.Profile == nil {
-		return nil, errors.New("signing agent: no product Profile")
+func (s *Server) newRuntime(ctx context.Context) (*runtime, error) {
+	p := s.Pipeline
+	switch {
+	case p == nil:
+		return nil, errors.New("signing agent: no issuance Pipeline")
+	case p.Certs == nil || p.Certs.Signer == nil || p.Certs.CA == nil:
+		return nil, errors.New("signing agent: the Pipeline has no DAK (Certs.Signer, Certs.CA)")
+	case p.Certs.Profile == nil:
+		return nil, errors.New("signing agent: the Pipeline has no product Profile")
+	case p.Ledger == nil:
+		return nil, errors.New("signing agent: the Pipeline has no Ledger")
 	}
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
-	if err := signer.CheckChain(s.Signer, now()); err != nil {
-		return nil, fmt.Errorf("signing agent: DAK %s: %w", s.Signer.Description(), err)
-	}
-	chain := s.Signer.Chain()
-	dakSHA := audit.SHA256Hex(chain[0].Raw)
-	if s.Budget != nil && s.Budget.DAKSHA256() != dakSHA {
-		return nil, fmt.Errorf("signing agent: the signature budget %s counts DAK certificate %s, not this DAK (%s, certificate SHA-256 %s): %w",
-			s.Budget.Path(), s.Budget.DAKSHA256(), s.Signer.Description(), dakSHA, budget.ErrOtherDAK)
-	}
-	if s.Budget != nil && s.Audit != nil {
-		// A deleted or replaced counter starts again at 0; the audit log
-		// remembers what this DAK signed.
-		if used, recorded := s.Budget.Used(), s.Audit.CountDAK(dakSHA); used < int64(recorded) {
-			return nil, fmt.Errorf("signing agent: the signature budget %s counts %d signatures but the audit log %s records %d certificates issued by this DAK: "+
-				"the counter was reset or replaced; refusing to sign until it is restored: %w",
-				s.Budget.Path(), used, s.Audit.Path(), recorded, budget.ErrCorrupt)
+	description := s.Description
+	if ds, ok := p.Certs.Signer.(signer.Signer); ok {
+		if err := signer.CheckChain(ds, now()); err != nil {
+			return nil, fmt.Errorf("signing agent: DAK %s: %w", ds.Description(), err)
 		}
+		if description == "" {
+			description = ds.Description()
+		}
+	}
+	if description == "" {
+		description = "DAK " + p.Certs.CA.Subject.String()
+	}
+	// A deleted or rolled-back ledger starts counting again; the audit log
+	// remembers what this DAK signed.
+	if err := p.CheckBudgetFloor(ctx); err != nil {
+		return nil, fmt.Errorf("signing agent: %w", err)
 	}
 	logf := s.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	gate := &gatedSigner{inner: s.Signer, budget: s.Budget}
-	rt := &runtime{
-		cfg:  s,
-		logf: logf,
-		issuer: &pki.Issuer{
-			Profile:       s.Profile,
-			Signer:        gate,
-			CA:            chain[0],
-			Intermediates: chain[1:],
-			Validity:      s.Validity,
-			Now:           s.Now,
-			Rand:          s.Rand,
-		},
-		gate:         gate,
-		dakSHA256:    dakSHA,
-		dakSubject:   chain[0].Subject.String(),
+	check := s.check
+	if check == nil {
+		check = p.Check
+	}
+	return &runtime{
+		cfg:          s,
+		p:            p,
+		ctx:          context.WithoutCancel(ctx),
+		logf:         logf,
+		check:        check,
+		description:  description,
+		dakSHA256:    p.DAKSHA256(),
+		dakSubject:   p.Certs.CA.Subject.String(),
 		started:      time.Now(),
 		writeTimeout: orDefault(s.WriteTimeout, DefaultWriteTimeout),
 		maxClients:   orDefault(s.MaxClients, DefaultMaxClients),
 		q:            newScheduler(orDefault(s.MaxQueue, DefaultMaxQueue), orDefault(s.MaxQueuePerClient, DefaultMaxQueuePerClient)),
-		memo:         map[string]*audit.Record{},
-		unaudited:    map[string]*audit.Record{},
 		conns:        map[*conn]struct{}{},
-	}
-	return rt, nil
+	}, nil
 }
 
 func orDefault[T int | time.Duration](v, def T) T {
@@ -177,23 +169,24 @@ func orDefault[T int | time.Duration](v, def T) T {
 }
 
 func (rt *runtime) serve(ctx context.Context, l *listening) error {
-	s := rt.cfg
-	budgetText := "NOT COUNTED (no budget configured)"
-	if b := rt.budgetInfo(); b != nil {
-		budgetText = fmt.Sprintf("%d/%d used (%s)", b.Used, b.Max, s.Budget.Path())
+	budgetText := "unreadable"
+	if b, err := rt.budgetInfo(); err == nil {
+		budgetText = fmt.Sprintf("%d/%d used", b.Used, b.Max)
 		if b.Max <= 0 {
-			budgetText = fmt.Sprintf("%d used, unlimited (%s)", b.Used, s.Budget.Path())
+			budgetText = fmt.Sprintf("%d used, unlimited", b.Used)
 		}
+	} else {
+		rt.logf("signing agent: warning: %v", err)
 	}
-	auditText := "NONE (retries recognised during this run only)"
-	if s.Audit != nil {
-		auditText = fmt.Sprintf("%s (%d records)", s.Audit.Path(), s.Audit.Len())
-		for _, w := range s.Audit.Warnings() {
+	auditText := "NONE (development only: no evidence of what was signed)"
+	if a := rt.p.Audit; a != nil {
+		auditText = fmt.Sprintf("%s (%d records)", a.Path(), a.Len())
+		for _, w := range a.Warnings() {
 			rt.logf("signing agent: warning: %s", w)
 		}
 	}
-	rt.logf("signing agent: serving DAK %s on %s (pid %d); budget %s; audit log %s",
-		s.Signer.Description(), l.path, os.Getpid(), budgetText, auditText)
+	rt.logf("signing agent: serving DAK %s on %s (pid %d); ledger %s, budget %s; audit log %s",
+		rt.description, l.path, os.Getpid(), rt.p.Ledger.Describe(), budgetText, auditText)
 
 	workerDone := make(chan struct{})
 	go func() {
@@ -205,8 +198,8 @@ func (rt *runtime) serve(ctx context.Context, l *listening) error {
 		defer close(acceptDone)
 		rt.accept(l.ln)
 	}()
-	if s.OnReady != nil {
-		s.OnReady(l.path)
+	if rt.cfg.OnReady != nil {
+		rt.cfg.OnReady(l.path)
 	}
 
 	<-ctx.Done()
@@ -226,7 +219,7 @@ func (rt *runtime) serve(ctx context.Context, l *listening) error {
 	}
 	rt.mu.Unlock()
 	rt.wg.Wait()
-	rt.logf("signing agent: stopped; issued %d, retries answered %d, refused %d, queued requests answered shutting_down %d",
+	rt.logf("signing agent: stopped; issued %d, answered from the ledger %d, refused %d, queued requests answered shutting_down %d",
 		rt.issued.Load(), rt.reused.Load(), rt.rejected.Load(), len(queued))
 	return nil
 }
@@ -270,7 +263,8 @@ func (rt *runtime) work(ctx context.Context) {
 	}
 }
 
-// process answers one queued issue request.
+// process answers one queued issue request: the ledger's chain for the
+// CSR's key, or a new one.
 func (rt *runtime) process(j *job) {
 	if j.c.isDead() {
 		return
@@ -278,226 +272,97 @@ func (rt *runtime) process(j *job) {
 	rt.signing.Store(true)
 	defer rt.signing.Store(false)
 
-	auditErr := rt.flushUnaudited()
-	if rec := rt.lookup(j.csrHash); rec != nil {
-		rt.answerReused(j.c, j.id, j.target, rec, true)
-		return
-	}
-	if auditErr != nil {
-		rt.mu.Lock()
-		n := len(rt.unaudited)
-		rt.mu.Unlock()
-		j.c.sendJob(errResponse(j.id, CodeAuditFailed, fmt.Sprintf(
-			"the audit log %s cannot be written (%v): %d issued certificates are not recorded yet, so the agent signs nothing more until they are; "+
-				"fix the disk (space, permissions) and retry", rt.cfg.Audit.Path(), auditErr, n)))
-		return
-	}
-
 	start := time.Now()
-	rt.gate.reset()
-	is, err := rt.issuer.Issue(j.csrPEM)
+	is, reused, err := rt.p.IssueChecked(rt.ctx, j.checked)
 	if err != nil {
 		we := errorFor(err)
 		if we.Code == CodeCSRRejected {
 			rt.rejected.Add(1)
 		}
-		rt.logf("signing agent: refused %q (%s, client %s): %s", j.target, we.Code, peerText(j.peer), we.Message)
+		if we.Code == CodeAuditFailed {
+			rt.logf("signing agent: ERROR: signed for %q (client %s) but cannot record it: %s", j.target, peerText(j.peer), we.Message)
+		} else {
+			rt.logf("signing agent: refused %q (%s, client %s): %s", j.target, we.Code, peerText(j.peer), we.Message)
+		}
 		j.c.sendJob(response{ID: j.id, Error: we})
 		return
 	}
-	res, reserved := rt.gate.reservation()
-	rec := audit.FromIssued(is)
-	if rec.CSRSHA256 != j.csrHash {
-		// Cannot happen: both hash the DER of the first PEM block.
-		rt.logf("signing agent: internal: CSR hash %s, issued for %s", j.csrHash, rec.CSRSHA256)
-		rec.CSRSHA256 = j.csrHash
+	resp := issuedResponse(j.id, j.checked, is, reused)
+	b, berr := rt.budgetInfo()
+	if berr == nil {
+		resp.Budget, resp.Warning = b, budgetWarning(b)
 	}
-	rec.Time = rt.now().UTC()
-	rec.Target = j.target
-	rec.Client = j.peer
-	rec.RequestID = j.id
-	if reserved {
-		rec.BudgetUsed, rec.BudgetMax = res.Used, res.Max
-	}
-	if rt.cfg.Audit != nil {
-		if err := rt.cfg.Audit.Append(rec); err != nil {
-			rt.mu.Lock()
-			rt.unaudited[j.csrHash] = &rec
-			rt.mu.Unlock()
-			rt.logf("signing agent: ERROR: issued serial %s for %q but cannot record it: %v; signing stops until the audit log can be written",
-				rec.Serial, j.target, err)
-			j.c.sendJob(errResponse(j.id, CodeAuditFailed, fmt.Sprintf(
-				"the certificate was issued but the audit log %s cannot be written (%v); it is delivered only once recorded: fix the disk and retry the same CSR",
-				rt.cfg.Audit.Path(), err)))
-			return
-		}
+	if reused {
+		rt.reused.Add(1)
+		rt.logf("signing agent: %q (client %s) asked again for a device key the ledger holds a chain for: answered with serial %s, nothing signed",
+			j.target, peerText(j.peer), resp.Serial)
 	} else {
-		rt.mu.Lock()
-		rt.memo[j.csrHash] = &rec
-		rt.mu.Unlock()
+		rt.issued.Add(1)
+		budgetText := ""
+		if b != nil {
+			budgetText = fmt.Sprintf(", budget %d/%d", b.Used, b.Max)
+		}
+		rt.logf("signing agent: issued serial %s (%s) to %q (client %s) in %.1f ms%s",
+			resp.Serial, is.Certificate.Subject, j.target, peerText(j.peer), float64(time.Since(start).Microseconds())/1000, budgetText)
 	}
-	rt.issued.Add(1)
-	resp := response{ID: j.id, OK: true, Chain: rec.ChainPEM, Serial: rec.Serial, SHA256: rec.CertSHA256, CSRSHA256: rec.CSRSHA256}
-	if reserved {
-		resp.Budget = &BudgetInfo{Used: res.Used, Max: res.Max, Remaining: res.Remaining}
-		resp.Warning = res.Message
-	}
-	budgetText := ""
-	if reserved {
-		budgetText = fmt.Sprintf(", budget %d/%d", res.Used, res.Max)
-	}
-	rt.logf("signing agent: issued serial %s (%s) to %q (client %s) in %.1f ms%s",
-		rec.Serial, rec.Subject, j.target, peerText(j.peer), float64(time.Since(start).Microseconds())/1000, budgetText)
-	if res.Warning {
-		rt.logf("signing agent: WARNING: %s", res.Message)
+	if resp.Warning != "" {
+		rt.logf("signing agent: WARNING: %s", resp.Warning)
 	}
 	j.c.sendJob(resp)
 }
 
-// flushUnaudited retries the audit records that could not be written.
-func (rt *runtime) flushUnaudited() error {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	var last error
-	for h, rec := range rt.unaudited {
-		if err := rt.cfg.Audit.Append(*rec); err != nil {
-			last = err
-			continue
-		}
-		delete(rt.unaudited, h)
-		rt.logf("signing agent: recorded serial %s in the audit log after all", rec.Serial)
-	}
-	return last
-}
-
-// lookup finds an earlier issuance for the CSR: this run's, or the audit
-// log's for this DAK.
-func (rt *runtime) lookup(csrHash string) *audit.Record {
-	rt.mu.Lock()
-	rec := rt.memo[csrHash]
-	rt.mu.Unlock()
-	if rec != nil || rt.cfg.Audit == nil {
-		return rec
-	}
-	r, ok := rt.cfg.Audit.Find(csrHash)
-	if !ok {
-		return nil
-	}
-	if r.DAKSHA256 != rt.dakSHA256 {
-		rt.logf("signing agent: CSR %s was issued before by another DAK (certificate SHA-256 %s); issuing with this one", csrHash, r.DAKSHA256)
-		return nil
-	}
-	return r
-}
-
-func (rt *runtime) answerReused(c *conn, id, target string, rec *audit.Record, queued bool) {
-	rt.reused.Add(1)
-	resp := response{ID: id, OK: true, Chain: rec.ChainPEM, Serial: rec.Serial, SHA256: rec.CertSHA256,
-		CSRSHA256: rec.CSRSHA256, Reused: true, Budget: rt.budgetInfo()}
-	rt.logf("signing agent: %q asked again for CSR %s: answered with the chain issued %s (serial %s), nothing signed",
-		target, rec.CSRSHA256[:16], rec.Time.Format(time.RFC3339), rec.Serial)
-	if queued {
-		c.sendJob(resp)
-	} else {
-		c.send(resp)
-	}
-}
-
-// issue handles an issue request on a connection's reader goroutine: the
-// checks that need no DAK happen here, so bad requests and bad CSRs never
-// wait for the key and never spend budget.
-func (rt *runtime) issue(c *conn, req *request) {
-	bad := func(msg string) { c.send(errResponse(req.ID, CodeBadRequest, msg)) }
-	switch {
-	case req.ID == "":
-		bad("issue request has no id")
-		return
-	case req.Target == "":
-		bad("issue request has no target (name the device or station slot the CSR comes from)")
-		return
-	case len(req.Target) > maxTarget:
-		bad(fmt.Sprintf("target is %d bytes, at most %d", len(req.Target), maxTarget))
-		return
-	case req.CSR == "":
-		bad("issue request has no csr")
-		return
-	}
-	csrPEM := []byte(req.CSR)
-	block, _ := pem.Decode(csrPEM)
-	if block == nil {
-		bad("csr is not PEM: send the -----BEGIN CERTIFICATE REQUEST----- block the device printed")
-		return
-	}
-	hash := audit.SHA256Hex(block.Bytes)
-	if rec := rt.lookup(hash); rec != nil {
-		rt.answerReused(c, req.ID, req.Target, rec, false)
-		return
-	}
-	if _, err := rt.cfg.Profile.CheckCSR(csrPEM); err != nil {
-		rt.rejected.Add(1)
-		we := errorFor(err)
-		rt.logf("signing agent: refused CSR from %q (client %s): %s", req.Target, peerText(c.peer), we.Message)
-		c.send(response{ID: req.ID, Error: we})
-		return
-	}
-	if b := rt.cfg.Budget; b != nil && b.Max() > 0 {
-		if used := b.Used(); used >= b.Max() {
-			err := &budget.ExhaustedError{Path: b.Path(), Used: used, Max: b.Max(), Subject: rt.dakSubject}
-			c.send(errResponse(req.ID, CodeBudgetExhausted, err.Error()))
-			return
-		}
-	}
-	j := &job{c: c, id: req.ID, target: req.Target, csrPEM: csrPEM, csrHash: hash, peer: c.peer, received: time.Now()}
-	c.addInflight()
-	if err := rt.q.push(j); err != nil {
-		code, msg := CodeBusy, fmt.Sprintf("the signing agent's queue is full (%d waiting): retry later", rt.q.len())
-		if errors.Is(err, ErrShuttingDown) {
-			code, msg = CodeShuttingDown, "the signing agent is shutting down; nothing was signed for this request: retry when an agent runs again"
-		}
-		c.sendJob(errResponse(req.ID, code, msg))
-	}
-}
-
 func (rt *runtime) status() *Status {
 	rt.mu.Lock()
-	clients, unaudited := len(rt.conns), len(rt.unaudited)
+	clients := len(rt.conns)
 	rt.mu.Unlock()
 	st := &Status{
-		DAK:           rt.cfg.Signer.Description(),
+		DAK:           rt.description,
 		DAKSubject:    rt.dakSubject,
 		DAKSHA256:     rt.dakSHA256,
-		Budget:        rt.budgetInfo(),
 		Queue:         rt.q.len(),
 		Signing:       rt.signing.Load(),
 		Issued:        rt.issued.Load(),
 		Reused:        rt.reused.Load(),
 		Rejected:      rt.rejected.Load(),
-		Unaudited:     unaudited,
 		Clients:       clients,
 		PID:           os.Getpid(),
 		Started:       rt.started.UTC(),
 		UptimeSeconds: time.Since(rt.started).Seconds(),
+		Ledger:        rt.p.Ledger.Describe(),
 	}
-	if rt.cfg.Audit != nil {
-		st.AuditLog = rt.cfg.Audit.Path()
+	if b, err := rt.budgetInfo(); err == nil {
+		st.Budget = b
+	} else {
+		st.LedgerError = err.Error()
+	}
+	if rt.p.Audit != nil {
+		st.AuditLog = rt.p.Audit.Path()
 	}
 	return st
 }
 
-func (rt *runtime) budgetInfo() *BudgetInfo {
-	b := rt.cfg.Budget
-	if b == nil {
-		return nil
+// budgetInfo is the DAK's budget as the ledger counts it.
+func (rt *runtime) budgetInfo() (*BudgetInfo, error) {
+	b, err := rt.p.Ledger.Budget(rt.ctx, rt.dakSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("reading the DAK budget from the ledger %s: %w", rt.p.Ledger.Describe(), err)
 	}
-	used := b.Used()
-	return &BudgetInfo{Used: used, Max: b.Max(), Remaining: b.Remaining()}
+	info := &BudgetInfo{Used: b.Used, Max: rt.p.MaxSignatures, Remaining: -1}
+	if info.Max > 0 {
+		info.Remaining = max(info.Max-info.Used, 0)
+	}
+	return info, nil
 }
 
-func (rt *runtime) now() time.Time {
-	if rt.cfg.Now != nil {
-		return rt.cfg.Now()
+// budgetWarning is the operator's warning from issue.WarnPercent of the
+// budget on ("" below).
+func budgetWarning(b *BudgetInfo) string {
+	if b == nil || b.Max <= 0 || b.Used*100 < b.Max*issue.WarnPercent {
+		return ""
 	}
-	return time.Now()
+	return fmt.Sprintf("DAK signature budget at %d%%: %d/%d signatures used, %d left; "+
+		"request a new DAK for this device profile before this one runs out (seed 003)",
+		b.Used*100/b.Max, b.Used, b.Max, b.Remaining)
 }
 
 func errResponse(id, code, msg string) response {
@@ -510,29 +375,3 @@ func peerText(p *audit.Peer) string {
 	}
 	return fmt.Sprintf("pid %d uid %d", p.PID, p.UID)
 }
-
-// gatedSigner reserves a signature in the budget right before each one.
-// Only the worker uses it.
-type gatedSigner struct {
-	inner    crypto.Signer
-	budget   *budget.Budget
-	res      budget.Reservation
-	reserved bool
-}
-
-func (g *gatedSigner) Public() crypto.PublicKey { return g.inner.Public() }
-
-func (g *gatedSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	if g.budget != nil {
-		res, err := g.budget.Reserve()
-		if err != nil {
-			return nil, err
-		}
-		g.res, g.reserved = res, true
-	}
-	return g.inner.Sign(rand, digest, opts)
-}
-
-func (g *gatedSigner) reset() { g.res, g.reserved = budget.Reservation{}, false }
-
-func (g *gatedSigner) reservation() (budget.Reservation, bool) { return g.res, g.reserved }
