@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +23,8 @@ const (
 	childDriver = "HILBENCH_LEDGER_CHILD_DRIVER" // sqlite or postgres
 	childLoc    = "HILBENCH_LEDGER_CHILD_LOC"    // file or DSN
 	childName   = "HILBENCH_LEDGER_CHILD_NAME"   // prefix of the device keys it reserves
-	childN      = "HILBENCH_LEDGER_CHILD_N"      // reservations to try
+	childRounds = "HILBENCH_LEDGER_CHILD_ROUNDS" // DAKs, dak-shared-0...
+	childN      = "HILBENCH_LEDGER_CHILD_N"      // reservations to try per DAK
 	childMax    = "HILBENCH_LEDGER_CHILD_MAX"    // the DAK's budget
 	childGo     = "HILBENCH_LEDGER_CHILD_GO"     // a file whose appearance starts the race
 )
@@ -33,6 +35,7 @@ func TestHelperReserve(t *testing.T) {
 	if driver == "" {
 		t.Skip("helper process for the cross-process tests")
 	}
+	rounds, _ := strconv.Atoi(os.Getenv(childRounds))
 	n, _ := strconv.Atoi(os.Getenv(childN))
 	max, _ := strconv.ParseInt(os.Getenv(childMax), 10, 64)
 	s, err := openLoc(driver, os.Getenv(childLoc))
@@ -47,18 +50,32 @@ func TestHelperReserve(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// Each round's reservations start together from goroutines of their own, so the two
+	// processes' rounds overlap at the budget's edge.
+	var mu sync.Mutex
 	ok, exhausted := 0, 0
-	for i := range n {
-		_, _, err := s.Reserve(context.Background(), Reservation{DeviceKey: fmt.Sprintf("%s-%d", os.Getenv(childName), i),
-			DAKSHA256: "dak-shared", MaxSignatures: max, Station: os.Getenv(childName)})
-		switch {
-		case err == nil:
-			ok++
-		case errors.Is(err, ErrBudgetExhausted):
-			exhausted++
-		default:
-			t.Fatal(err)
+	for r := range rounds {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				_, _, err := s.Reserve(context.Background(), Reservation{DeviceKey: fmt.Sprintf("%s-%d-%d", os.Getenv(childName), r, i),
+					DAKSHA256: fmt.Sprint("dak-shared-", r), MaxSignatures: max, Station: os.Getenv(childName)})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					ok++
+				case errors.Is(err, ErrBudgetExhausted):
+					exhausted++
+				default:
+					t.Error(err)
+				}
+			})
 		}
+		close(start)
+		wg.Wait()
 	}
 	fmt.Printf("RESULT ok=%d exhausted=%d\n", ok, exhausted)
 }
@@ -70,9 +87,9 @@ func openLoc(driver, loc string) (Store, error) {
 	return OpenSQLite(loc)
 }
 
-// raceProcesses runs children reserving n device keys each against one budget of max and returns
-// how many reservations succeeded in all.
-func raceProcesses(t *testing.T, driver, loc string, children, n int, max int64) int {
+// raceProcesses runs children that each reserve n device keys against each of rounds DAKs
+// (dak-shared-R) of a budget of max, and returns how many reservations succeeded in all.
+func raceProcesses(t *testing.T, driver, loc string, children, rounds, n int, max int64) int {
 	t.Helper()
 	goFile := t.TempDir() + "/go"
 	var cmds []*exec.Cmd
@@ -80,7 +97,7 @@ func raceProcesses(t *testing.T, driver, loc string, children, n int, max int64)
 	for i := range children {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperReserve$", "-test.v")
 		cmd.Env = append(os.Environ(), childDriver+"="+driver, childLoc+"="+loc, childName+"=proc"+strconv.Itoa(i),
-			childN+"="+strconv.Itoa(n), childMax+"="+strconv.FormatInt(max, 10), childGo+"="+goFile)
+			childRounds+"="+strconv.Itoa(rounds), childN+"="+strconv.Itoa(n), childMax+"="+strconv.FormatInt(max, 10), childGo+"="+goFile)
 		out := &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -107,8 +124,8 @@ func raceProcesses(t *testing.T, driver, loc string, children, n int, max int64)
 		if !found {
 			t.Fatalf("child %d printed no result:\n%s", i, outs[i])
 		}
-		if ok+ex != n {
-			t.Errorf("child %d: %d ok + %d exhausted, want %d reservations", i, ok, ex, n)
+		if ok+ex != rounds*n {
+			t.Errorf("child %d: %d ok + %d exhausted, want %d reservations", i, ok, ex, rounds*n)
 		}
 		total += ok
 		exhausted += ex

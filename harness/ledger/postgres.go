@@ -73,7 +73,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 		}); err != nil {
 			return err
 		}
-		return migrate(ctx, x, "postgres", be.desc, tables, false, be.timeArg(s.stamp()))
+		return migrate(ctx, x, "postgres", tables, false, be.timeArg(s.stamp()))
 	})
 	if err != nil {
 		be.pool.Close()

@@ -194,6 +194,7 @@ func TestSQLiteCorrupt(t *testing.T) {
 				t.Fatal("opened")
 			}
 			wantErr(t, err, ErrCorrupt)
+			t.Log(err)
 			if !strings.Contains(err.Error(), path) {
 				t.Errorf("error does not name the file: %v", err)
 			}
@@ -213,6 +214,7 @@ func TestSQLiteCorrupt(t *testing.T) {
 		write("damaged.db", d)
 		_, err := OpenSQLite(path)
 		wantErr(t, err, ErrCorrupt)
+		t.Log(err)
 	})
 
 	// An empty file (left by an open that stopped before writing) becomes a ledger.

@@ -188,13 +188,12 @@ func (c *core) Reserve(ctx context.Context, r Reservation) (*Record, Budget, err
 	}
 	err := c.b.tx(ctx, true, func(x execer) error {
 		now := c.stamp()
-		if _, err := x.exec(ctx, `INSERT INTO daks (dak_sha256, used, max_signatures, unrecorded, updated_at)
-			VALUES ($1, 0, $2, 0, $3) ON CONFLICT (dak_sha256) DO NOTHING`, r.DAKSHA256, r.MaxSignatures, c.t(now)); err != nil {
-			return err
-		}
+		// The DAK's row, created if new and locked either way (an upsert that changes nothing
+		// still locks the row it meets, like SELECT ... FOR UPDATE, in one round trip).
 		var used, max int64
-		if err := x.queryRow(ctx, `SELECT used, max_signatures FROM daks WHERE dak_sha256 = $1`+c.b.forUpdate(),
-			r.DAKSHA256).Scan(&used, &max); err != nil {
+		if err := x.queryRow(ctx, `INSERT INTO daks (dak_sha256, used, max_signatures, unrecorded, updated_at)
+			VALUES ($1, 0, $2, 0, $3) ON CONFLICT (dak_sha256) DO UPDATE SET used = daks.used RETURNING used, max_signatures`,
+			r.DAKSHA256, r.MaxSignatures, c.t(now)).Scan(&used, &max); err != nil {
 			return err
 		}
 
@@ -650,8 +649,9 @@ func joinIDs(ids []int64) string {
 
 // migrate brings a database to SchemaVersion inside the caller's transaction. tables are the
 // tables the database holds; strict says any other table makes it not a ledger (a SQLite file is
-// a ledger or not; a PostgreSQL database may hold other applications' tables too).
-func migrate(ctx context.Context, x execer, driver, where string, tables []string, strict bool, now any) error {
+// a ledger or not; a PostgreSQL database may hold other applications' tables too). Its errors
+// come before its first write.
+func migrate(ctx context.Context, x execer, driver string, tables []string, strict bool, now any) error {
 	has := func(t string) bool { return slices.Contains(tables, t) }
 	version := 0
 	switch {
@@ -662,14 +662,14 @@ func migrate(ctx context.Context, x execer, driver, where string, tables []strin
 		}
 		version = int(v.Int64)
 		if version > SchemaVersion {
-			return fmt.Errorf("%w: %s has schema version %d, this hilbench knows up to %d; it was not changed",
-				ErrSchemaTooNew, where, version, SchemaVersion)
+			return fmt.Errorf("%w: schema version %d, this hilbench knows up to %d; nothing was changed",
+				ErrSchemaTooNew, version, SchemaVersion)
 		}
 		if version > 0 && (!has("daks") || !has("records")) {
-			return fmt.Errorf("%w: %s is at schema version %d but lacks its daks or records table", ErrCorrupt, where, version)
+			return fmt.Errorf("%w: schema version %d but no daks or records table", ErrCorrupt, version)
 		}
 	case has("daks") || has("records"):
-		return fmt.Errorf("%w: %s holds a daks or records table but no ledger_migrations: not a ledger this hilbench made", ErrCorrupt, where)
+		return fmt.Errorf("%w: a daks or records table but no ledger_migrations: not a ledger hilbench made", ErrCorrupt)
 	}
 	if strict {
 		var other []string
@@ -679,7 +679,7 @@ func migrate(ctx context.Context, x execer, driver, where string, tables []strin
 			}
 		}
 		if len(other) > 0 {
-			return fmt.Errorf("%w: %s is a SQLite database but not a ledger (it holds tables %s)", ErrCorrupt, where, strings.Join(other, ", "))
+			return fmt.Errorf("%w: a SQLite database but not a ledger (it holds tables %s)", ErrCorrupt, strings.Join(other, ", "))
 		}
 	}
 	if version == 0 && !has("ledger_migrations") {

@@ -535,40 +535,52 @@ func runStoreSuite(t *testing.T, newFix func(t *testing.T) *fixture) {
 	t.Run("Concurrent", func(t *testing.T) {
 		f := newFix(t)
 		s := f.open(t)
-		const workers, max = 12, 7
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		ok, exhausted := 0, 0
-		for i := range workers {
-			wg.Go(func() {
-				_, _, err := s.Reserve(ctx, res(fmt.Sprint("g", i), "", "dak", max))
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil:
-					ok++
-				case errors.Is(err, ErrBudgetExhausted):
-					exhausted++
-				default:
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		if ok != max || exhausted != workers-max {
-			t.Errorf("%d goroutines against a budget of %d: %d reserved, %d exhausted", workers, max, ok, exhausted)
-		}
-		if b, _ := s.Budget(ctx, sum("dak")); b.Used != max {
-			t.Errorf("budget %+v", b)
+		// Rounds of goroutines released together against a small budget: each round races at
+		// the budget's edge, where a check and an update that are not one are caught out.
+		const rounds, workers, max = 12, 8, 3
+		for round := range rounds {
+			dak := fmt.Sprint("dak", round)
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			ok, exhausted := 0, 0
+			start := make(chan struct{})
+			for i := range workers {
+				wg.Go(func() {
+					<-start
+					_, _, err := s.Reserve(ctx, res(fmt.Sprint("g", round, "-", i), "", dak, max))
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case err == nil:
+						ok++
+					case errors.Is(err, ErrBudgetExhausted):
+						exhausted++
+					default:
+						t.Error(err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if ok != max || exhausted != workers-max {
+				t.Errorf("round %d: %d goroutines against a budget of %d: %d reserved, %d exhausted", round, workers, max, ok, exhausted)
+			}
+			if b, _ := s.Budget(ctx, sum(dak)); b.Used != max {
+				t.Errorf("round %d: budget %+v", round, b)
+			}
 		}
 		// Goroutines reserving for one device share one record.
+		var wg sync.WaitGroup
+		start := make(chan struct{})
 		for range 6 {
 			wg.Go(func() {
-				if _, _, err := s.Reserve(ctx, res("one", "SN1", "dak2", 0)); err != nil {
+				<-start
+				if _, _, err := s.Reserve(ctx, res("one", "SN1", "dak-one", 0)); err != nil {
 					t.Error(err)
 				}
 			})
 		}
+		close(start)
 		wg.Wait()
 		recs, _ := s.List(ctx, Filter{DeviceKey: sum("one")})
 		if len(recs) != 1 || recs[0].Signatures != 6 {
@@ -583,16 +595,18 @@ func runStoreSuite(t *testing.T, newFix func(t *testing.T) *fixture) {
 		}
 		f := newFix(t)
 		s := f.open(t)
-		const n, max = 12, 16
-		total := raceProcesses(t, f.driver, f.loc, 2, n, max)
-		if total != max {
-			t.Errorf("2 processes x %d reservations against a budget of %d: %d reserved", n, max, total)
+		const rounds, n, max = 10, 4, 5 // each child tries n per round; together they exceed max
+		total := raceProcesses(t, f.driver, f.loc, 2, rounds, n, max)
+		if total != rounds*max {
+			t.Errorf("2 processes x %d rounds x %d reservations against budgets of %d: %d reserved, want %d", rounds, n, max, total, rounds*max)
 		}
-		if b, _ := s.Budget(ctx, "dak-shared"); b.Used != max {
-			t.Errorf("budget %+v, want %d used", b, max)
+		for r := range rounds {
+			if b, _ := s.Budget(ctx, fmt.Sprint("dak-shared-", r)); b.Used != max {
+				t.Errorf("round %d: budget %+v, want %d used", r, b, max)
+			}
 		}
-		if got := f.scalar(t, "SELECT COUNT(*) FROM records"); got != max {
-			t.Errorf("%d records, want %d", got, max)
+		if got := f.scalar(t, "SELECT COUNT(*) FROM records"); got != rounds*max {
+			t.Errorf("%d records, want %d", got, rounds*max)
 		}
 		noProblems(t, s)
 	})

@@ -205,7 +205,7 @@ func start() (*cluster, error) {
 		gid, _ = strconv.Atoi(u.Gid)
 		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
 	}
-	c.dir, err = os.MkdirTemp("", "hilbench-pgtest-")
+	c.dir, err = os.MkdirTemp(baseDir(c.cred != nil), "hilbench-pgtest-")
 	if err != nil {
 		return nil, err
 	}
@@ -315,11 +315,33 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// baseDir is where cluster directories go: the temporary directory, unless the cluster runs as
+// another user who could not reach into it (a TMPDIR private to root), then /tmp.
+func baseDir(otherUser bool) string {
+	dir := os.TempDir()
+	if !otherUser {
+		return dir
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if d == filepath.Dir(d) {
+			return dir
+		}
+	}
+}
+
 // reapOrphans stops clusters left behind by test processes that died without stopping them:
 // a hilbench-pgtest directory whose owner process is gone, and whose postmaster (if it runs)
 // is the one serving that directory.
 func reapOrphans() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "hilbench-pgtest-*"))
+	if os.TempDir() != "/tmp" {
+		more, _ := filepath.Glob("/tmp/hilbench-pgtest-*")
+		dirs = append(dirs, more...)
+	}
 	for _, d := range dirs {
 		b, err := os.ReadFile(filepath.Join(d, stateFile))
 		if err != nil {
