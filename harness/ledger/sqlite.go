@@ -74,6 +74,10 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// Readers run side by side (WAL); writers queue on writeMu. Idle connections are kept, so
+	// a busy station does not reopen (and re-pragma) one per statement.
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
 	be := &sqliteBackend{db: db, path: abs}
 	s := &SQLiteStore{core: newCore(be), be: be}
 	ctx := context.Background()

@@ -671,12 +671,14 @@ func runStoreSuite(t *testing.T, newFix func(t *testing.T) *fixture) {
 		}
 		rows := f.cli(t, `SELECT id, serial, cert_sha256, state, target,
 			CASE WHEN device_id <> '' THEN device_id ELSE device_key END AS device, signatures,
-			`+f.ts("reserved_at")+` AS reserved_at, `+f.ts("issued_at")+` AS issued_at, COALESCE(replaced_by, 0) AS replaced_by
+			`+f.ts("reserved_at")+` AS reserved_at, `+f.ts("issued_at")+` AS issued_at, COALESCE(replaced_by, 0) AS replaced_by,
+			device_key, dak_sha256, subject, `+f.ts("not_after")+` AS not_after, chain_pem
 			FROM records ORDER BY reserved_at, id`)
 		if len(rows) != len(exported)+1 {
 			t.Fatalf("the CLI shows %d rows, the export %d lines:\n%v", len(rows)-1, len(exported), rows)
 		}
-		want := []string{"id", "serial", "cert_sha256", "state", "target", "device", "signatures", "reserved_at", "issued_at", "replaced_by"}
+		want := []string{"id", "serial", "cert_sha256", "state", "target", "device", "signatures", "reserved_at", "issued_at", "replaced_by",
+			"device_key", "dak_sha256", "subject", "not_after", "chain_pem"}
 		if !slices.Equal(rows[0], want) {
 			t.Fatalf("CLI header %v", rows[0])
 		}
@@ -701,7 +703,8 @@ func runStoreSuite(t *testing.T, newFix func(t *testing.T) *fixture) {
 		}
 		for i, m := range exported {
 			got := []string{str(m["id"]), str(m["serial"]), str(m["fingerprint"]), str(m["state"]), str(m["target"]),
-				str(m["device"]), str(m["signatures"]), ts(m["reserved_at"]), ts(m["issued_at"]), str(m["replaced_by"])}
+				str(m["device"]), str(m["signatures"]), ts(m["reserved_at"]), ts(m["issued_at"]), str(m["replaced_by"]),
+				str(m["device_key"]), str(m["dak_sha256"]), str(m["subject"]), ts(m["not_after"]), str(m["chain_pem"])}
 			if got[9] == "" {
 				got[9] = "0"
 			}
