@@ -47,6 +47,9 @@ type Pipeline struct {
 	Logf func(format string, args ...any)
 
 	signMu sync.Mutex // one signature at a time: a YubiKey has one session
+
+	pendMu    sync.Mutex
+	unaudited []*pending // signed, held back: the audit log could not record them
 	keyMu  keyLocks   // one issuance at a time per device key
 }
 
@@ -159,6 +162,17 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 		return is, true, nil
 	}
 
+	if err := p.flushUnaudited(ctx); err != nil {
+		return nil, false, err
+	}
+	if rec, err = p.Ledger.Live(ctx, key); err == nil && rec.State != ledger.Reserved {
+		// Held back by an audit failure, recorded just now.
+		is, err := issuedFromRecord(rec, csr)
+		if err != nil {
+			return nil, false, ledgerErr(err)
+		}
+		return is, true, nil
+	}
 	res := ledger.Reservation{
 		DeviceKey: key, DeviceID: req.DeviceID, Target: req.Target, Station: p.Station, RunID: p.RunID,
 		DAKSHA256: p.DAKSHA256(), CSRSHA256: audit.SHA256Hex(csr.Raw), MaxSignatures: p.MaxSignatures,
@@ -196,25 +210,69 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 		return nil, false, err
 	}
 
+	pend := &pending{id: rec.ID, issued: is}
 	if p.Audit != nil {
 		ar := audit.FromIssued(is)
 		ar.Target, ar.BudgetUsed, ar.BudgetMax = req.Target, budget.Used, budget.Max
 		ar.Client, ar.RequestID = c.Client, c.RequestID
-		if err := p.Audit.Append(ar); err != nil {
-			// Nothing leaves the station that its records do not hold.
-			return nil, false, &stepError{kind: ErrAudit,
-				err: fmt.Errorf("recording certificate %s in the audit log (it was signed and counted, but is held back): %w", ar.Serial, err)}
-		}
+		pend.audit = &ar
 	}
-	leaf := is.Certificate
-	if err := p.Ledger.Issue(ctx, rec.ID, ledger.Certificate{
-		Serial: audit.SerialHex(leaf), CertSHA256: pki.Fingerprint(leaf), Subject: leaf.Subject.String(),
-		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, ChainPEM: string(is.ChainPEM),
-	}); err != nil {
-		return nil, false, ledgerErr(fmt.Errorf("recording certificate %s in the ledger %s (it was signed and counted, but is held back): %w",
-			audit.SerialHex(leaf), p.Ledger.Describe(), err))
+	if err := p.record(ctx, pend); err != nil {
+		return nil, false, err
 	}
 	return is, false, nil
+}
+
+// pending is a signed certificate on its way into the audit log and the ledger.
+type pending struct {
+	id     int64         // its ledger record
+	issued *pki.Issued   // the chain
+	audit  *audit.Record // nil once appended (or without an audit log)
+}
+
+// record appends a signed certificate to the audit log, then moves its ledger record to issued.
+// Nothing leaves the station that its records do not hold: when the audit log cannot be written
+// the chain is held back and kept here, and the pipeline signs nothing more until it is recorded
+// (each retry would otherwise spend another signature); once recorded, the device's retry gets
+// it from the ledger.
+func (p *Pipeline) record(ctx context.Context, pend *pending) error {
+	if pend.audit != nil {
+		if err := p.Audit.Append(*pend.audit); err != nil {
+			p.pendMu.Lock()
+			p.unaudited = append(p.unaudited, pend)
+			p.pendMu.Unlock()
+			return &stepError{kind: ErrAudit,
+				err: fmt.Errorf("recording certificate %s in the audit log (it was signed and counted, but is held back until it is recorded; "+
+					"nothing more is signed until then): %w", pend.audit.Serial, err)}
+		}
+		pend.audit = nil
+	}
+	leaf := pend.issued.Certificate
+	if err := p.Ledger.Issue(ctx, pend.id, ledger.Certificate{
+		Serial: audit.SerialHex(leaf), CertSHA256: pki.Fingerprint(leaf), Subject: leaf.Subject.String(),
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, ChainPEM: string(pend.issued.ChainPEM),
+	}); err != nil {
+		return ledgerErr(fmt.Errorf("recording certificate %s in the ledger %s (it was signed and counted, but is held back): %w",
+			audit.SerialHex(leaf), p.Ledger.Describe(), err))
+	}
+	return nil
+}
+
+// flushUnaudited records the certificates an audit failure held back; it fails while any is left.
+func (p *Pipeline) flushUnaudited(ctx context.Context) error {
+	p.pendMu.Lock()
+	list := p.unaudited
+	p.unaudited = nil
+	p.pendMu.Unlock()
+	var first error
+	for _, pend := range list {
+		if err := p.record(ctx, pend); err != nil && first == nil {
+			first = err
+		} else if err == nil {
+			p.logf("certificate %s recorded in the audit log and the ledger after all", audit.SerialHex(pend.issued.Certificate))
+		}
+	}
+	return first
 }
 
 // Lookup is what the ledger holds for a device public key.

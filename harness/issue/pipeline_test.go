@@ -407,3 +407,42 @@ func TestOpenSSLVerifiesIssuedChain(t *testing.T) {
 		t.Fatalf("openssl verify: %v\n%s", err, out)
 	}
 }
+
+// The audit log fails after signing: the chain is held back, nothing more is signed while it
+// cannot be recorded, and once the log can be written again the held-back certificate is
+// recorded and delivered without a second signature.
+func TestAuditFailureHoldsBackAndSignsNothingMore(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 0)
+	good := f.p.Audit
+	broken, err := audit.Open(filepath.Join(t.TempDir(), "broken.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken.Close() // every Append fails
+	f.p.Audit = broken
+	k := newKey(t)
+	if is, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)}); is != nil || !errors.Is(err, ErrAudit) {
+		t.Fatalf("issue with a broken audit log: %v, %v", is, err)
+	}
+	other := newKey(t)
+	if _, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut2", CSRPEM: f.csr(t, other)}); !errors.Is(err, ErrAudit) {
+		t.Fatalf("another device while a certificate is held back: %v", err)
+	}
+	if n := f.signer.n.Load(); n != 1 {
+		t.Fatalf("%d signatures while the audit log is broken, want 1", n)
+	}
+	f.p.Audit = good
+	is, reused, err := f.p.IssueResult(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
+	if err != nil || !reused {
+		t.Fatalf("retry after the repair: reused=%v %v", reused, err)
+	}
+	if n := f.signer.n.Load(); n != 1 || good.Len() != 1 {
+		t.Fatalf("after the repair: %d signatures, %d audit records; want 1 and 1", n, good.Len())
+	}
+	if known, _ := f.p.Lookup(ctx, k.k.Public()); known == nil || known.State != string(ledger.Issued) ||
+		string(known.Issued.ChainPEM) != string(is.ChainPEM) {
+		t.Fatalf("ledger after the repair: %+v", known)
+	}
+	f.check(t)
+}
