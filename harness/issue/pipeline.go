@@ -50,7 +50,7 @@ type Pipeline struct {
 
 	pendMu    sync.Mutex
 	unaudited []*pending // signed, held back: the audit log could not record them
-	keyMu  keyLocks   // one issuance at a time per device key
+	keyMu     keyLocks   // one issuance at a time per device key
 }
 
 var _ device.Issuer = (*Pipeline)(nil)
