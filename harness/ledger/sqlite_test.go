@@ -45,13 +45,11 @@ func sqliteFixture(t *testing.T) *fixture {
 	return &fixture{
 		driver: "sqlite",
 		loc:    path,
-		raw: func(t *testing.T, q string) {
+		raw: func(t *testing.T, q string) { // by hand, with the sqlite3 CLI
 			t.Helper()
-			db := rawSQLite(t, path)
-			if _, err := db.Exec(q); err != nil {
-				t.Fatalf("%s: %v", q, err)
+			if out, err := exec.Command(sqliteCLI(t), "-bail", path, q).CombinedOutput(); err != nil {
+				t.Fatalf("sqlite3 %q: %v\n%s", q, err, out)
 			}
-			db.Close()
 		},
 		scalar: func(t *testing.T, q string) int64 {
 			t.Helper()
