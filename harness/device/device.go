@@ -142,13 +142,16 @@ func (o Options) Step(target, step string) {
 	}
 }
 
-// Result is what Provision did.
+// Result is what Provision did. A failed Provision may still return one, holding the chain
+// issued before the failure (for the report; the ledger has it anyway).
 type Result struct {
 	Issued *pki.Issued
 	// Already: the device held the chain the ledger records for it; nothing was signed or written.
 	Already bool
 	// Reused: the chain came from the ledger (an interrupted run), no new signature.
 	Reused bool
+	// Facts are family-specific observations for the report ("provisioned_by": "vendor tool").
+	Facts map[string]string
 }
 
 // Stats are the line statistics of a device, for the report (retransmissions, bytes each way).
@@ -157,7 +160,7 @@ type Stats map[string]int64
 // Device is one device under test.
 type Device interface {
 	Name() string
-	// Provision gives the device its identity through iss, exactly once.
+	// Provision gives the device its identity through iss, exactly once (once.go: the rules).
 	Provision(ctx context.Context, iss Issuer, opts Options) (*Result, error)
 	// ReadChain reads the chain the device holds (ErrNoChain when it holds none).
 	ReadChain(ctx context.Context) ([]*x509.Certificate, error)
