@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"hilbench/harness/device"
 	"hilbench/harness/ledger"
@@ -41,8 +42,14 @@ type Pipeline struct {
 	// MaxSignatures is the DAK's budget (<= 0: unlimited, still counted).
 	MaxSignatures int64
 	Station       string // station id recorded with each reservation
-	RunID         string // run id recorded with each reservation
-	TrustAnchors  []*x509.Certificate
+	// Holder names this process in reservations (default: host, pid and process start time).
+	Holder string
+	// ReservationLease: another host's unfinished reservation older than this may be taken
+	// over (default DefaultReservationLease). On this host a reservation is taken over as soon
+	// as the process that made it is gone.
+	ReservationLease time.Duration
+	RunID            string // run id recorded with each reservation
+	TrustAnchors     []*x509.Certificate
 	// Logf receives budget warnings and re-signing notes; nil: discarded.
 	Logf func(format string, args ...any)
 
@@ -176,6 +183,20 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 	res := ledger.Reservation{
 		DeviceKey: key, DeviceID: req.DeviceID, Target: req.Target, Station: p.Station, RunID: p.RunID,
 		DAKSHA256: p.DAKSHA256(), CSRSHA256: audit.SHA256Hex(csr.Raw), MaxSignatures: p.MaxSignatures,
+		Holder: p.holder(),
+	}
+	if err == nil && rec.State == ledger.Reserved && rec.Holder != res.Holder {
+		lease := p.ReservationLease
+		if lease <= 0 {
+			lease = DefaultReservationLease
+		}
+		if !holderGone(rec.Holder, rec.ReservedAt, lease, time.Now()) {
+			return nil, false, ledgerErr(fmt.Errorf("%w: the device key is being issued for by %s (ledger record %d, reserved %s): "+
+				"not signing twice; retry once that station or process is done",
+				ledger.ErrLiveRecord, rec.Holder, rec.ID, rec.ReservedAt.Format(time.RFC3339)))
+		}
+		// Its holder died between reservation and record: finish the reservation here.
+		res.TakeOver, res.TakeOverFrom = true, rec.Holder
 	}
 	if req.Replaces != nil {
 		old, err := p.liveFor(ctx, req.Replaces)
@@ -335,6 +356,13 @@ func (p *Pipeline) liveFor(ctx context.Context, leaf *x509.Certificate) (*ledger
 		return nil, ledgerErr(fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err))
 	}
 	return rec, nil
+}
+
+func (p *Pipeline) holder() string {
+	if p.Holder != "" {
+		return p.Holder
+	}
+	return processHolder()
 }
 
 func (p *Pipeline) logf(format string, args ...any) {

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,9 +18,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"hilbench/harness/device"
 	"hilbench/harness/ledger"
+	"hilbench/harness/ledger/pgtest"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer"
 	"hilbench/harness/signer/audit"
@@ -38,7 +41,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	testDAK.init, testDAK.err = softdak.InitDevelopment(filepath.Join(dir, "dak"), softdak.InitOptions{})
-	code := m.Run()
+	code := pgtest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -445,4 +448,133 @@ func TestAuditFailureHoldsBackAndSignsNothingMore(t *testing.T) {
 		t.Fatalf("ledger after the repair: %+v", known)
 	}
 	f.check(t)
+}
+
+// Two stations with their own copies of one DAK share a PostgreSQL ledger: racing for its last
+// signatures they never exceed the maximum together, and no device is signed twice.
+func TestTwoStationsShareOneBudgetOnPostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Start(t)
+	const max = 12
+	var stations [2]*fixture
+	for i := range stations {
+		f := newFixture(t, max)
+		pg, err := ledger.OpenPostgres(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.p.Ledger.Close()
+		f.p.Ledger, f.ledger = pg, pg
+		f.p.Holder = fmt.Sprintf("station%d.lab:%d:1", i, 100+i) // two hosts
+		stations[i] = f
+	}
+	keys := make([]deviceKey, 20)
+	for i := range keys {
+		keys[i] = newKey(t)
+	}
+	var wg sync.WaitGroup
+	var issued, exhausted atomic.Int64
+	errs := make(chan error, 2*len(keys))
+	for _, f := range stations {
+		for _, k := range keys { // both stations see every device: a device moved between lines
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, reused, err := f.p.IssueResult(ctx, device.IssueRequest{Target: "slot", CSRPEM: f.csr(t, k)})
+				switch {
+				case errors.Is(err, ledger.ErrBudgetExhausted):
+					exhausted.Add(1)
+				case errors.Is(err, ledger.ErrLiveRecord):
+					// the other station holds this key's reservation at this moment
+				case err != nil:
+					errs <- err
+				case !reused:
+					issued.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	signed := stations[0].signer.n.Load() + stations[1].signer.n.Load()
+	if issued.Load() != max || signed != max || exhausted.Load() == 0 {
+		t.Fatalf("issued %d, signed %d, refused for the budget %d; want %d, %d, > 0", issued.Load(), signed, exhausted.Load(), max, max)
+	}
+	if used := stations[0].budget(t); used != max {
+		t.Fatalf("budget used %d, want %d", used, max)
+	}
+	recs, err := stations[0].ledger.List(ctx, ledger.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != max {
+		t.Fatalf("%d records, want %d", len(recs), max)
+	}
+	stations[0].check(t)
+}
+
+// A reservation another process holds is never signed for twice: refused while that process
+// runs (or, on another host, within the lease), taken over once it is gone.
+func TestReservationHeldElsewhere(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 0)
+	host, _ := os.Hostname()
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Process.Kill()
+	alive := fmt.Sprintf("%s:%d:%s", host, sleeper.Process.Pid, processStart(sleeper.Process.Pid))
+	done := exec.Command("true")
+	if err := done.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := fmt.Sprintf("%s:%d:%s", host, done.Process.Pid, "12345")
+	for _, tc := range []struct {
+		name      string
+		holder    string
+		leaseOver bool
+		signs     bool
+	}{
+		{"a running process on this host", alive, true, false},
+		{"a process on this host that is gone", dead, false, true},
+		{"another host within the lease", "station9.lab:77:1", false, false},
+		{"another host past the lease", "station9.lab:77:1", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newKey(t)
+			c, err := f.p.Check(device.IssueRequest{Target: "dut", CSRPEM: f.csr(t, k)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, _, err := f.ledger.Reserve(ctx, ledger.Reservation{DeviceKey: c.DeviceKey, Target: "dut", DAKSHA256: f.p.DAKSHA256(),
+				CSRSHA256: "00", Holder: tc.holder})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := f.signer.n.Load()
+			// A lease shorter than the reservation's age has run out.
+			f.p.ReservationLease = DefaultReservationLease
+			if tc.leaseOver {
+				f.p.ReservationLease = time.Nanosecond
+			}
+			_, err = f.p.Issue(ctx, device.IssueRequest{Target: "dut", CSRPEM: f.csr(t, k)})
+			signed := f.signer.n.Load() - before
+			if tc.signs {
+				if err != nil || signed != 1 {
+					t.Fatalf("held by %s: %v, %d signatures; want it taken over", tc.holder, err, signed)
+				}
+				got, _ := f.ledger.Get(ctx, rec.ID)
+				if got.State != ledger.Issued || got.Signatures != 2 || got.Holder != f.p.holder() {
+					t.Fatalf("record after the takeover: %+v", got)
+				}
+			} else if !errors.Is(err, ledger.ErrLiveRecord) || signed != 0 {
+				t.Fatalf("held by %s: %v, %d signatures; want refused, nothing signed", tc.holder, err, signed)
+			}
+		})
+	}
+	f.p.ReservationLease = 0
 }

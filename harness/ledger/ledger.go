@@ -89,7 +89,10 @@ type Record struct {
 	RunID     string `json:"run_id"`
 	DAKSHA256 string `json:"dak_sha256"` // SHA-256 of the DAK certificate DER
 	CSRSHA256 string `json:"csr_sha256"` // SHA-256 of the CSR DER the reservation was made for
-	State     State  `json:"state"`
+	// Holder names the process that made (or last took over) the reservation, so that another
+	// station or process never signs for a device key one is signing for right now.
+	Holder string `json:"holder,omitempty"`
+	State  State  `json:"state"`
 	// Signatures counts the DAK signatures made for this record: 1 normally, more when a crash
 	// between reservation and issue made the rerun sign again (the first may or may not have been made).
 	Signatures int `json:"signatures"`
@@ -119,6 +122,13 @@ type Reservation struct {
 	RunID     string
 	DAKSHA256 string
 	CSRSHA256 string
+	// Holder names the reserving process (see Record.Holder). A live reserved record of the
+	// same device key is reused (signed again: its first signature may or may not have been
+	// made) only when its holder is Holder, or, with TakeOver, TakeOverFrom: the caller judged
+	// that holder gone (a process that died, a lease that ran out). Otherwise ErrLiveRecord.
+	Holder       string
+	TakeOver     bool
+	TakeOverFrom string
 	// MaxSignatures is the DAK's budget (<= 0: unlimited, still counted). It is configuration:
 	// the value given applies to this reservation.
 	MaxSignatures int64
@@ -166,8 +176,8 @@ type Problem struct {
 type Store interface {
 	// Reserve records a reservation and counts one signature against the DAK's budget, in one
 	// transaction. A live record for the same device key in state reserved is not duplicated:
-	// its Signatures count and the budget go up by one and it is returned (the caller signs
-	// again). A live record in a later state fails with ErrLiveRecord (the caller should have
+	// when its holder allows (see Reservation.Holder) its Signatures count and the budget go up
+	// by one and it is returned (the caller signs again). A live record in a later state fails with ErrLiveRecord (the caller should have
 	// used its chain). ErrBudgetExhausted when the budget is used up; nothing is written then.
 	Reserve(ctx context.Context, r Reservation) (*Record, Budget, error)
 	// Issue moves a reserved record to issued with its certificate.

@@ -83,7 +83,7 @@ func (c *core) Describe() string { return c.b.describe() }
 // Close releases the store's connections.
 func (c *core) Close() error { return c.b.close() }
 
-const recordColumns = `id, device_key, device_id, target, station, run_id, dak_sha256, csr_sha256, state,
+const recordColumns = `id, device_key, device_id, target, station, run_id, dak_sha256, csr_sha256, holder, state,
 	signatures, serial, cert_sha256, subject, not_before, not_after, chain_pem,
 	reserved_at, issued_at, stored_at, verified_at, replaced_at, replaced_by`
 
@@ -93,7 +93,7 @@ func scanRecord(r interface{ Scan(...any) error }) (*Record, error) {
 	var notBefore, notAfter, reserved, issued, stored, verified, replaced nullTime
 	var replacedBy sql.NullInt64
 	err := r.Scan(&rec.ID, &rec.DeviceKey, &rec.DeviceID, &rec.Target, &rec.Station, &rec.RunID,
-		&rec.DAKSHA256, &rec.CSRSHA256, &state, &rec.Signatures, &rec.Serial, &rec.CertSHA256,
+		&rec.DAKSHA256, &rec.CSRSHA256, &rec.Holder, &state, &rec.Signatures, &rec.Serial, &rec.CertSHA256,
 		&rec.Subject, &notBefore, &notAfter, &rec.ChainPEM, &reserved, &issued, &stored, &verified,
 		&replaced, &replacedBy)
 	if err != nil {
@@ -208,15 +208,20 @@ func (c *core) Reserve(ctx context.Context, r Reservation) (*Record, Budget, err
 			if slices.Contains(r.Replaces, l.ID) {
 				continue
 			}
-			if reuse == nil && l.DeviceKey == r.DeviceKey && l.State == Reserved && l.DAKSHA256 == r.DAKSHA256 &&
-				(l.DeviceID == "" || r.DeviceID == "" || l.DeviceID == r.DeviceID) {
+			sameKey := reuse == nil && l.DeviceKey == r.DeviceKey && l.State == Reserved && l.DAKSHA256 == r.DAKSHA256 &&
+				(l.DeviceID == "" || r.DeviceID == "" || l.DeviceID == r.DeviceID)
+			if sameKey && (l.Holder == r.Holder || (r.TakeOver && l.Holder == r.TakeOverFrom)) {
 				reuse = l
 				continue
 			}
 			why := "the device key"
-			if l.DeviceKey != r.DeviceKey {
+			switch {
+			case l.DeviceKey != r.DeviceKey:
 				why = fmt.Sprintf("device id %q", r.DeviceID)
-			} else if l.State == Reserved && l.DAKSHA256 != r.DAKSHA256 {
+			case sameKey:
+				why = fmt.Sprintf("the device key, reserved by %s at %s and not released (in flight there, or taken over since)",
+					l.Holder, l.ReservedAt.Format(time.RFC3339))
+			case l.State == Reserved && l.DAKSHA256 != r.DAKSHA256:
 				why = "the device key, reserved with another DAK (" + short(l.DAKSHA256) + ")"
 			}
 			return fmt.Errorf("%w: %s holds %s; replace it to reprovision", ErrLiveRecord, describeRecord(l), why)
@@ -251,14 +256,14 @@ func (c *core) Reserve(ctx context.Context, r Reservation) (*Record, Budget, err
 		if reuse != nil {
 			id = reuse.ID
 			if _, err := x.exec(ctx, `UPDATE records SET signatures = signatures + 1, csr_sha256 = $2, run_id = $3,
-				station = $4, target = $5, device_id = CASE WHEN $6 <> '' THEN $6 ELSE device_id END WHERE id = $1`,
-				id, r.CSRSHA256, r.RunID, r.Station, r.Target, r.DeviceID); err != nil {
+				station = $4, target = $5, device_id = CASE WHEN $6 <> '' THEN $6 ELSE device_id END, holder = $7 WHERE id = $1`,
+				id, r.CSRSHA256, r.RunID, r.Station, r.Target, r.DeviceID, r.Holder); err != nil {
 				return err
 			}
 		} else {
 			if err := x.queryRow(ctx, `INSERT INTO records (device_key, device_id, target, station, run_id, dak_sha256,
-				csr_sha256, state, signatures, reserved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'reserved', 1, $8) RETURNING id`,
-				r.DeviceKey, r.DeviceID, r.Target, r.Station, r.RunID, r.DAKSHA256, r.CSRSHA256, c.t(now)).Scan(&id); err != nil {
+				csr_sha256, holder, state, signatures, reserved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'reserved', 1, $8) RETURNING id`,
+				r.DeviceKey, r.DeviceID, r.Target, r.Station, r.RunID, r.DAKSHA256, r.CSRSHA256, c.t(now), r.Holder).Scan(&id); err != nil {
 				return err
 			}
 		}
