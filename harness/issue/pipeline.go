@@ -154,26 +154,31 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 	unlock := p.keyMu.lock(key)
 	defer unlock()
 
-	rec, err := p.Ledger.Live(ctx, key)
-	switch {
-	case errors.Is(err, ledger.ErrNotFound):
-		rec = nil
-	case err != nil:
-		return nil, false, ledgerErr(fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err))
-	}
-	if rec != nil && rec.State != ledger.Reserved {
-		is, err := issuedFromRecord(rec, csr)
-		if err != nil {
-			return nil, false, ledgerErr(err)
+	lookup := func() (*ledger.Record, error) {
+		rec, err := p.Ledger.Live(ctx, key)
+		if errors.Is(err, ledger.ErrNotFound) {
+			return nil, nil
 		}
-		return is, true, nil
+		if err != nil {
+			return nil, ledgerErr(fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err))
+		}
+		return rec, nil
 	}
-
-	if err := p.flushUnaudited(ctx); err != nil {
+	rec, err := lookup()
+	if err != nil {
 		return nil, false, err
 	}
-	if rec, err = p.Ledger.Live(ctx, key); err == nil && rec.State != ledger.Reserved {
-		// Held back by an audit failure, recorded just now.
+	flushed, err := p.flushUnaudited(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if flushed > 0 {
+		// A certificate held back by an audit failure may be this key's, recorded just now.
+		if rec, err = lookup(); err != nil {
+			return nil, false, err
+		}
+	}
+	if rec != nil && rec.State != ledger.Reserved {
 		is, err := issuedFromRecord(rec, csr)
 		if err != nil {
 			return nil, false, ledgerErr(err)
@@ -185,7 +190,7 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 		DAKSHA256: p.DAKSHA256(), CSRSHA256: audit.SHA256Hex(csr.Raw), MaxSignatures: p.MaxSignatures,
 		Holder: p.holder(),
 	}
-	if err == nil && rec.State == ledger.Reserved && rec.Holder != res.Holder {
+	if rec != nil && rec.Holder != res.Holder {
 		lease := p.ReservationLease
 		if lease <= 0 {
 			lease = DefaultReservationLease
@@ -279,21 +284,26 @@ func (p *Pipeline) record(ctx context.Context, pend *pending) error {
 	return nil
 }
 
-// flushUnaudited records the certificates an audit failure held back; it fails while any is left.
-func (p *Pipeline) flushUnaudited(ctx context.Context) error {
+// flushUnaudited records the certificates an audit failure held back and says how many; it
+// fails while any is left.
+func (p *Pipeline) flushUnaudited(ctx context.Context) (int, error) {
 	p.pendMu.Lock()
 	list := p.unaudited
 	p.unaudited = nil
 	p.pendMu.Unlock()
 	var first error
+	n := 0
 	for _, pend := range list {
-		if err := p.record(ctx, pend); err != nil && first == nil {
-			first = err
-		} else if err == nil {
-			p.logf("certificate %s recorded in the audit log and the ledger after all", audit.SerialHex(pend.issued.Certificate))
+		if err := p.record(ctx, pend); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
 		}
+		n++
+		p.logf("certificate %s recorded in the audit log and the ledger after all", audit.SerialHex(pend.issued.Certificate))
 	}
-	return first
+	return n, first
 }
 
 // Lookup is what the ledger holds for a device public key.

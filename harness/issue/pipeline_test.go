@@ -108,7 +108,9 @@ func (f *fixture) open(t *testing.T, max int64) {
 
 type deviceKey struct{ k *ecdsa.PrivateKey }
 
-func newKey(t *testing.T) deviceKey {
+func newKey(t *testing.T) deviceKey { return newKeyB(t) }
+
+func newKeyB(t testing.TB) deviceKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +119,9 @@ func newKey(t *testing.T) deviceKey {
 }
 
 // csr is a fresh CSR for the key (a new ECDSA signature each time, as a device prints it).
-func (f *fixture) csr(t *testing.T, k deviceKey) []byte {
+func (f *fixture) csr(t *testing.T, k deviceKey) []byte { return f.csrB(t, k) }
+
+func (f *fixture) csrB(t testing.TB, k deviceKey) []byte {
 	t.Helper()
 	var names []pkix.AttributeTypeAndValue
 	for _, fl := range f.profile.Subject {

@@ -102,6 +102,9 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 		db.Close()
 		return fail(be.classify(err))
 	}
+	// From here on the schema stands: statements are prepared once (not during migration,
+	// whose statements name tables its own transaction creates).
+	be.stmts = &stmtCache{db: db}
 	return s, nil
 }
 
@@ -269,13 +272,25 @@ type sqliteBackend struct {
 	// writeMu queues this process's writers, so they wait on a mutex rather than polling
 	// SQLite's busy handler against each other; other processes still go through the lock.
 	writeMu sync.Mutex
+	stmts   *stmtCache // nil: statements are prepared each time (the probe at open)
 }
 
 func (b *sqliteBackend) name() string      { return "sqlite" }
 func (b *sqliteBackend) forUpdate() string { return "" }
 func (b *sqliteBackend) describe() string  { return b.path }
-func (b *sqliteBackend) close() error      { return b.db.Close() }
-func (b *sqliteBackend) read() execer      { return sqlExecer{b.db} }
+func (b *sqliteBackend) close() error {
+	if b.stmts != nil {
+		b.stmts.close()
+	}
+	return b.db.Close()
+}
+
+func (b *sqliteBackend) read() execer {
+	if b.stmts != nil {
+		return sqlExecer{cachedQ{cache: b.stmts}}
+	}
+	return sqlExecer{b.db}
+}
 
 func (b *sqliteBackend) timeArg(t time.Time) any {
 	if t.IsZero() {
@@ -295,7 +310,11 @@ func (b *sqliteBackend) tx(ctx context.Context, write bool, fn func(execer) erro
 	if err != nil {
 		return err
 	}
-	if err := fn(sqlExecer{tx}); err != nil {
+	x := sqlExecer{tx}
+	if b.stmts != nil {
+		x = sqlExecer{cachedQ{cache: b.stmts, tx: tx}}
+	}
+	if err := fn(x); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -364,4 +383,112 @@ func (r sqlRow) Scan(dest ...any) error {
 		return errNoRows
 	}
 	return err
+}
+
+// stmtCache keeps each statement prepared once: parsing SQL is most of a small transaction's
+// CPU time in SQLite, and the ledger runs the same few statements for every device.
+type stmtCache struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+func (c *stmtCache) get(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.m[q]; ok {
+		return s, nil
+	}
+	s, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[q] = s
+	return s, nil
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.m {
+		s.Close()
+	}
+	c.m = nil
+}
+
+// cachedQ runs statements through the cache, on the database or inside a transaction.
+type cachedQ struct {
+	cache *stmtCache
+	tx    *sql.Tx // nil: the database
+}
+
+// cacheable: data statements only; schema statements (migrations) run once and may name tables
+// the same transaction creates, which a statement prepared outside it cannot see.
+func cacheable(query string) bool {
+	q := strings.TrimSpace(query)
+	for _, verb := range []string{"SELECT", "INSERT", "UPDATE", "DELETE"} {
+		if len(q) >= len(verb) && strings.EqualFold(q[:len(verb)], verb) {
+			return true
+		}
+	}
+	return false
+}
+
+func (q cachedQ) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if !cacheable(query) {
+		return nil, errNotCached
+	}
+	s, err := q.cache.get(ctx, query)
+	if err != nil || q.tx == nil {
+		return s, err
+	}
+	return q.tx.StmtContext(ctx, s), nil
+}
+
+// errNotCached: the statement runs unprepared.
+var errNotCached = errors.New("not a cached statement")
+
+func (q cachedQ) direct() interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+} {
+	if q.tx != nil {
+		return q.tx
+	}
+	return q.cache.db
+}
+
+func (q cachedQ) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s, err := q.stmt(ctx, query)
+	if errors.Is(err, errNotCached) {
+		return q.direct().ExecContext(ctx, query, args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+func (q cachedQ) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	s, err := q.stmt(ctx, query)
+	if errors.Is(err, errNotCached) {
+		return q.direct().QueryContext(ctx, query, args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (q cachedQ) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	s, err := q.stmt(ctx, query)
+	if err != nil {
+		// Not cached, or a Row carrying the error: the same query fails again unprepared.
+		return q.direct().QueryRowContext(ctx, query, args...)
+	}
+	return s.QueryRowContext(ctx, args...)
 }
