@@ -9,17 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"hilbench/harness/bench"
-	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
-	"hilbench/harness/power"
-	"hilbench/harness/station"
 	"hilbench/targets/ack"
 	acksim "hilbench/targets/ack/sim"
 )
@@ -52,29 +49,22 @@ func ackTarget(n int) *bench.Target {
 	return nil
 }
 
-func openModule(ctx context.Context, t *bench.Target) *ack.Session {
-	s, err := ack.Open(ctx, t, runOut, console.NewRedactor())
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(s.Close)
+// openModule opens an ACK target through targets.Open: a native Session or an ExternalSession.
+func openModule(ctx context.Context, t *bench.Target) device.Device {
+	GinkgoHelper()
+	return openDevice(ctx, ackBench, t)
+}
+
+// openNative opens a native-mode module, for specs that look at its HELLO and line statistics.
+func openNative(ctx context.Context, t *bench.Target) *ack.Session {
+	GinkgoHelper()
+	d := openModule(ctx, t)
+	s, ok := d.(*ack.Session)
+	Expect(ok).To(BeTrue(), "target %s opened as %T, want a native ACK session", t.Name, d)
 	return s
 }
 
-func ackOptions() ack.Options {
-	profile, err := station.LoadProfile(ackBench)
-	Expect(err).NotTo(HaveOccurred())
-	return ack.Options{Roots: ackStation.Roots, Profile: profile}
-}
-
-// countingIssuer counts the certificates the station hands out.
-type countingIssuer struct{ issued atomic.Int32 }
-
-func (c *countingIssuer) issue(ctx context.Context, target string, csr []byte) (*pki.Issued, error) {
-	is, err := ackStation.Issue(ctx, target, csr)
-	if err == nil {
-		c.issued.Add(1)
-	}
-	return is, err
-}
+func ackRoots() []*x509.Certificate { return ackStation.Issuer.Roots() }
 
 // opensslVerify has openssl judge a chain (leaf first) against the station's roots.
 func opensslVerify(chainPEM []byte, roots []*x509.Certificate) {
@@ -108,39 +98,38 @@ var _ = Describe("ACK module identity (native mode)", Ordered, Label("ack"), fun
 	BeforeAll(func(ctx SpecContext) {
 		requireACK()
 		t = ackTarget(0)
-		s = openModule(ctx, t)
+		s = openNative(ctx, t)
 	})
 
 	It("provisions the module with the DAK: key on the module, CSR, issue, upload, commit, read back", Label("destructive"), func(ctx SpecContext) {
 		requireDestructive()
-		var err error
-		issued, err = s.Provision(ctx, ackStation.Issue, ackOptions())
+		res, err := s.Provision(ctx, ackStation.Issuer, device.Options{})
 		Expect(err).NotTo(HaveOccurred())
+		issued = res.Issued
 		Expect(pki.SamePublicKey(issued.Certificate.PublicKey, issued.CSR.PublicKey)).To(BeTrue())
 		Expect(issued.Certificate.Subject.CommonName).To(Equal(s.Info().DSN), "CN is the module's DSN")
-		opensslVerify(issued.ChainPEM, ackStation.Roots)
+		opensslVerify(issued.ChainPEM, ackRoots())
 	}, SpecTimeout(2*time.Minute))
 
 	It("reads back the identical chain", func(ctx SpecContext) {
 		if issued == nil {
 			Skip("nothing was provisioned in this run")
 		}
-		got, err := s.ReadChain(ctx)
+		got, err := s.ReadChainPEM(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(got)).To(Equal(string(issued.ChainPEM)))
+		Expect(s.Verify(ctx, issued, ackRoots(), time.Now())).To(Succeed())
 	}, SpecTimeout(time.Minute))
 
 	It("keeps the identical chain across a reboot", func(ctx SpecContext) {
 		if issued == nil {
 			Skip("nothing was provisioned in this run")
 		}
-		_, err := s.Reboot(ctx)
-		Expect(err).NotTo(HaveOccurred())
-		got, err := s.ReadChain(ctx)
+		Expect(s.Reboot(ctx)).To(Succeed())
+		got, err := s.ReadChainPEM(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(got)).To(Equal(string(issued.ChainPEM)))
-		_, err = s.Verify(ctx, ackOptions())
-		Expect(err).NotTo(HaveOccurred())
+		Expect(s.Verify(ctx, issued, ackRoots(), time.Now())).To(Succeed())
 	}, SpecTimeout(time.Minute))
 
 	It("keeps the identical chain across a factory reset, which clears user data", Label("destructive"), func(ctx SpecContext) {
@@ -159,22 +148,39 @@ var _ = Describe("ACK module identity (native mode)", Ordered, Label("ack"), fun
 				}
 			}()
 		}
-		_, err := s.FactoryReset(ctx)
-		Expect(err).NotTo(HaveOccurred())
-		got, err := s.ReadChain(ctx)
+		Expect(s.FactoryReset(ctx)).To(Succeed())
+		got, err := s.ReadChainPEM(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(got)).To(Equal(string(issued.ChainPEM)))
 	}, SpecTimeout(time.Minute))
 
-	It("refuses to provision an already provisioned module", func(ctx SpecContext) {
+	It("reports a module holding the chain the ledger records as already provisioned, signing nothing", func(ctx SpecContext) {
 		if issued == nil {
 			Skip("nothing was provisioned in this run")
 		}
-		fresh := openModule(ctx, t) // a new run: nothing issued in it
+		if !ledgerHolds(ctx, ackStation.Issuer, issued.Chain) {
+			Skip("the station's Issuer keeps no ledger of this chain")
+		}
 		s.Close()
-		var c countingIssuer
-		_, err := fresh.Provision(ctx, c.issue, ackOptions())
-		Expect(err).To(MatchError(ack.ErrAlreadyProvisioned))
+		fresh := openModule(ctx, t) // a new run: nothing issued in it
+		c := &countingIssuer{Issuer: ackStation.Issuer}
+		res, err := fresh.Provision(ctx, c, device.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Already).To(BeTrue())
+		Expect(res.Issued.Certificate.Equal(issued.Certificate)).To(BeTrue())
+		Expect(c.issued.Load()).To(BeZero())
+	}, SpecTimeout(time.Minute))
+
+	It("refuses to provision a module holding a chain the ledger does not know", func(ctx SpecContext) {
+		if issued == nil {
+			Skip("nothing was provisioned in this run")
+		}
+		s.Close()
+		fresh := openModule(ctx, t)
+		c := &countingIssuer{Issuer: ackStation.Issuer, forget: true}
+		_, err := fresh.Provision(ctx, c, device.Options{})
+		Expect(err).To(MatchError(device.ErrAlreadyProvisioned))
+		Expect(device.StepOf(err)).To(Equal(device.StepCheck))
 		Expect(c.issued.Load()).To(BeZero())
 	}, SpecTimeout(time.Minute))
 })
@@ -187,16 +193,16 @@ var _ = Describe("ACK modules on a bad line and through power loss", Ordered, La
 		Expect(err).NotTo(HaveOccurred())
 		m.SetLineFaults(faults)
 		defer m.SetLineFaults(acksim.LineFaults{})
-		s := openModule(ctx, t)
-		opts := ackOptions()
-		opts.Reprovision = true
-		issued, err := s.Provision(ctx, ackStation.Issue, opts)
+		s := openNative(ctx, t)
+		res, err := s.Provision(ctx, ackStation.Issuer, device.Options{Reprovision: true})
 		Expect(err).NotTo(HaveOccurred())
 		m.SetLineFaults(acksim.LineFaults{})
-		got, err := s.ReadChain(ctx)
+		got, err := s.ReadChainPEM(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(string(got)).To(Equal(string(issued.ChainPEM)))
-		return s.Stats()
+		Expect(string(got)).To(Equal(string(res.Issued.ChainPEM)))
+		st := s.LineStats()
+		Expect(s.Stats()["retransmissions"]).To(Equal(int64(st.Retransmissions)), "the report's figure is the driver's")
+		return st
 	}
 
 	It("provisions through line noise at a 1e-4 byte error rate", func(ctx SpecContext) {
@@ -215,8 +221,7 @@ var _ = Describe("ACK modules on a bad line and through power loss", Ordered, La
 		t := ackTarget(2)
 		m, err := simACK.Module(t.Name)
 		Expect(err).NotTo(HaveOccurred())
-		pw, err := power.ForTarget(t)
-		Expect(err).NotTo(HaveOccurred())
+		Expect(t.Power).NotTo(BeNil(), "the driver cycles a silent module's power through the bench's power section")
 		rng := rand.New(rand.NewPCG(uint64(GinkgoRandomSeed()), 20))
 		for i := range 20 {
 			cut := acksim.PowerCut{Phase: "commit", AtByte: 1 + rng.IntN(1400)}
@@ -232,25 +237,22 @@ var _ = Describe("ACK modules on a bad line and through power loss", Ordered, La
 			}
 			By(fmt.Sprintf("cut %d: %s at byte %d, restore after %v", i+1, cut.Phase, cut.AtByte, cut.RestoreAfter))
 			m.ArmPowerCut(cut)
-			s := openModule(ctx, t)
-			opts := ackOptions()
-			opts.Reprovision = true
-			opts.PowerCycle = pw.Cycle
-			issued, err := s.Provision(ctx, ackStation.Issue, opts)
+			s := openNative(ctx, t)
+			res, err := s.Provision(ctx, ackStation.Issuer, device.Options{Reprovision: true})
 			Expect(err).NotTo(HaveOccurred())
+			issued := res.Issued
 			Expect(m.Powered()).To(BeTrue())
-			got, err := s.ReadChain(ctx)
+			got, err := s.ReadChainPEM(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(got)).To(Equal(string(issued.ChainPEM)))
-			_, err = s.Verify(ctx, opts)
-			Expect(err).NotTo(HaveOccurred())
+			Expect(s.Verify(ctx, issued, ackRoots(), time.Now())).To(Succeed())
 			// The stored file is whole: the module's own storage, read by openssl.
 			stored, err := os.ReadFile(m.CertPath())
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(stored)).To(Equal(string(issued.ChainPEM)))
 			s.Close()
 		}
-		opensslVerify(mustRead(m.CertPath()), ackStation.Roots)
+		opensslVerify(mustRead(m.CertPath()), ackRoots())
 	}, SpecTimeout(5*time.Minute))
 })
 
@@ -288,30 +290,37 @@ var _ = Describe("ACK external mode (the vendor's tool)", Ordered, Label("ack", 
 	}
 
 	It("does not trust a tool that exits 0 after printing a failure", func(ctx SpecContext) {
-		s := openModule(ctx, withMode("lie", 0))
-		_, _, err := s.ProvisionExternal(ctx, ackOptions())
+		d := openModule(ctx, withMode("lie", 0))
+		_, err := d.Provision(ctx, ackStation.Issuer, device.Options{})
 		Expect(err).To(MatchError(ack.ErrExternalFailed))
 		Expect(err.Error()).To(ContainSubstring("ERROR: flash write failed"))
 	}, SpecTimeout(time.Minute))
 
 	It("kills a tool that hangs, and says so", func(ctx SpecContext) {
-		s := openModule(ctx, withMode("hang", time.Second))
+		d := openModule(ctx, withMode("hang", time.Second))
 		start := time.Now()
-		_, _, err := s.ProvisionExternal(ctx, ackOptions())
+		_, err := d.Provision(ctx, ackStation.Issuer, device.Options{})
 		Expect(err).To(MatchError(ack.ErrExternalFailed))
 		Expect(err.Error()).To(ContainSubstring("killed"))
 		Expect(time.Since(start)).To(BeNumerically("<", 30*time.Second), "hang guard")
 	}, SpecTimeout(time.Minute))
 
-	It("runs the tool, then reads the identity back natively and verifies it", func(ctx SpecContext) {
-		s := openModule(ctx, t)
-		chain, res, err := s.ProvisionExternal(ctx, ackOptions())
+	It("runs the tool, then reads the identity back natively and verifies it, leaving the ledger alone", func(ctx SpecContext) {
+		d := openModule(ctx, t)
+		Expect(d).To(BeAssignableToTypeOf(&ack.ExternalSession{}))
+		c := &countingIssuer{Issuer: ackStation.Issuer}
+		res, err := d.Provision(ctx, c, device.Options{})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(res).NotTo(BeNil())
-		Expect(chain[0].Subject.CommonName).To(Equal(s.Info().DSN))
-		raw, err := s.ReadChain(ctx)
+		Expect(res.Facts).To(HaveKeyWithValue("provisioned_by", "vendor tool"))
+		Expect(res.Issued.CSR).To(BeNil(), "nothing was issued by the station")
+		Expect(c.issued.Load()).To(BeZero())
+		dsn, err := d.(device.Identifier).DeviceID(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		opensslVerify(raw, ackStation.Roots)
+		Expect(res.Issued.Certificate.Subject.CommonName).To(Equal(dsn))
+		known, err := ackStation.Issuer.Lookup(ctx, res.Issued.Certificate.PublicKey)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(known).To(BeNil(), "the vendor tool's chain is not in the ledger")
+		opensslVerify(res.Issued.ChainPEM, ackRoots())
 	}, SpecTimeout(2*time.Minute))
 })
 
@@ -324,9 +333,9 @@ var _ = Describe("ACK bad input", Label("ack", "sim"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(m.Close)
 		t := &bench.Target{Name: "ha2", Family: bench.FamilyACK, Console: bench.Console{Port: m.PortPath(), Baud: 115200}}
-		s := openModule(ctx, t)
-		var c countingIssuer
-		_, err = s.Provision(ctx, c.issue, ackOptions())
+		d := openModule(ctx, t)
+		c := &countingIssuer{Issuer: ackStation.Issuer}
+		_, err = d.Provision(ctx, c, device.Options{})
 		Expect(err).To(MatchError(ack.ErrWrongDialect))
 		Expect(err.Error()).To(And(ContainSubstring("HA2"), ContainSubstring("HA1")))
 		Expect(c.issued.Load()).To(BeZero())
@@ -339,11 +348,9 @@ var _ = Describe("ACK bad input", Label("ack", "sim"), func() {
 		Expect(m.SetFault("bad_csr_curve", true)).To(Succeed())
 		DeferCleanup(m.SetFault, "bad_csr_curve", false)
 		commits := m.Stats().Commits
-		s := openModule(ctx, t)
-		var c countingIssuer
-		opts := ackOptions()
-		opts.Reprovision = true
-		_, err = s.Provision(ctx, c.issue, opts)
+		d := openModule(ctx, t)
+		c := &countingIssuer{Issuer: ackStation.Issuer}
+		_, err = d.Provision(ctx, c, device.Options{Reprovision: true})
 		Expect(err).To(MatchError(pki.ErrCSRRejected))
 		Expect(c.issued.Load()).To(BeZero())
 		Expect(m.Stats().Commits).To(Equal(commits), "nothing committed")

@@ -9,16 +9,19 @@ import (
 	. "github.com/onsi/gomega"
 
 	"hilbench/harness/bench"
-	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
 	"hilbench/targets/acs"
 )
 
+// openTarget opens this process's n-th target; the ACS specs use its console too.
 func openTarget(ctx context.Context, n int) *acs.Session {
-	t := targetFor(n)
-	s, err := acs.Open(ctx, t, runOut, console.NewRedactor())
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(s.Close)
+	GinkgoHelper()
+	d := openDevice(ctx, theBench, targetFor(n))
+	s, ok := d.(*acs.Session)
+	if !ok {
+		Skip(fmt.Sprintf("target %s is not an ACS device (%T)", d.Name(), d))
+	}
 	return s
 }
 
@@ -26,19 +29,20 @@ var _ = Describe("ACS DHA identity", Ordered, Label("acs"), func() {
 	var (
 		s      *acs.Session
 		issued *pki.Issued
-		opts   acs.Options
 	)
+	verify := func(ctx context.Context) error {
+		return s.Verify(ctx, issued, theStation.Issuer.Roots(), time.Now())
+	}
 
 	BeforeAll(func(ctx SpecContext) {
 		s = openTarget(ctx, 0)
-		opts = acs.Options{Roots: theStation.Roots}
 	})
 
 	It("provisions the device: key_gen, CSR, issue, upload, set_cert, read back", Label("destructive"), func(ctx SpecContext) {
 		requireDestructive()
-		var err error
-		issued, err = s.Provision(ctx, theStation.Issue, opts)
+		res, err := s.Provision(ctx, theStation.Issuer, device.Options{})
 		Expect(err).NotTo(HaveOccurred())
+		issued = res.Issued
 		Expect(len(issued.Chain)).To(BeNumerically(">=", 2), "device certificate and DAK certificate")
 		Expect(pki.SamePublicKey(issued.Certificate.PublicKey, issued.CSR.PublicKey)).To(BeTrue())
 	}, SpecTimeout(2*time.Minute))
@@ -50,7 +54,7 @@ var _ = Describe("ACS DHA identity", Ordered, Label("acs"), func() {
 		raw, err := s.ReadChainPEM(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(raw)).To(Equal(string(issued.ChainPEM)))
-		Expect(s.Verify(ctx, issued, opts)).To(Succeed())
+		Expect(verify(ctx)).To(Succeed())
 	}, SpecTimeout(time.Minute))
 
 	It("keeps the identical chain across a soft reboot", func(ctx SpecContext) {
@@ -58,7 +62,7 @@ var _ = Describe("ACS DHA identity", Ordered, Label("acs"), func() {
 			Skip("nothing was provisioned in this run")
 		}
 		Expect(s.Reboot(ctx)).To(Succeed())
-		Expect(s.Verify(ctx, issued, opts)).To(Succeed())
+		Expect(verify(ctx)).To(Succeed())
 	}, SpecTimeout(3*time.Minute))
 
 	It("keeps the identical chain across a factory reset, which wipes /data", Label("destructive"), func(ctx SpecContext) {
@@ -72,7 +76,7 @@ var _ = Describe("ACS DHA identity", Ordered, Label("acs"), func() {
 		Expect(res.Status).To(Equal(0), "the chain file and a user file exist in /data before the reset")
 
 		Expect(s.FactoryReset(ctx)).To(Succeed())
-		Expect(s.Verify(ctx, issued, opts)).To(Succeed())
+		Expect(verify(ctx)).To(Succeed())
 
 		for _, p := range []string{probe, s.ChainPath()} {
 			res, err := s.Console().Shell(ctx, "test -e "+p)
@@ -81,22 +85,34 @@ var _ = Describe("ACS DHA identity", Ordered, Label("acs"), func() {
 		}
 	}, SpecTimeout(3*time.Minute))
 
-	It("refuses to provision an already provisioned device", func(ctx SpecContext) {
+	It("reports a device holding the chain the ledger records as already provisioned, signing nothing", func(ctx SpecContext) {
 		if issued == nil {
 			Skip("nothing was provisioned in this run")
 		}
-		signed := 0
-		count := func(ctx context.Context, target string, csr []byte) (*pki.Issued, error) {
-			signed++
-			return theStation.Issue(ctx, target, csr)
+		if !ledgerHolds(ctx, theStation.Issuer, issued.Chain) {
+			Skip("the station's Issuer keeps no ledger of this chain")
 		}
+		c := &countingIssuer{Issuer: theStation.Issuer}
+		fresh := acs.New(s.Console(), mustConfig(targetFor(0))) // a new run: nothing issued in it
+		res, err := fresh.Provision(ctx, c, device.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Already).To(BeTrue())
+		Expect(res.Issued.Certificate.Equal(issued.Certificate)).To(BeTrue())
+		Expect(c.issued.Load()).To(BeZero())
+	}, SpecTimeout(time.Minute))
+
+	It("refuses to provision a device holding a chain the ledger does not know", func(ctx SpecContext) {
+		if issued == nil {
+			Skip("nothing was provisioned in this run")
+		}
+		c := &countingIssuer{Issuer: theStation.Issuer, forget: true}
 		fresh := acs.New(s.Console(), mustConfig(targetFor(0)))
-		_, err := fresh.Provision(ctx, count, opts)
-		Expect(err).To(MatchError(acs.ErrAlreadyProvisioned))
-		var se *acs.StepError
-		Expect(err).To(BeAssignableToTypeOf(se))
-		Expect(signed).To(Equal(0))
-		Expect(s.Verify(ctx, issued, opts)).To(Succeed(), "the refused attempt left the identity alone")
+		_, err := fresh.Provision(ctx, c, device.Options{})
+		Expect(err).To(MatchError(device.ErrAlreadyProvisioned))
+		Expect(device.StepOf(err)).To(Equal(device.StepCheck))
+		Expect(err.Error()).To(ContainSubstring("--reprovision"))
+		Expect(c.issued.Load()).To(BeZero())
+		Expect(verify(ctx)).To(Succeed(), "the refused attempt left the identity alone")
 	}, SpecTimeout(time.Minute))
 })
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"hilbench/harness/bench"
+	"hilbench/harness/device"
 	"hilbench/harness/flash"
 	"hilbench/harness/power"
 	"hilbench/targets/acs"
@@ -31,16 +31,6 @@ func flashImage(version string, size int) *flash.Image {
 	return img
 }
 
-func flashConfigFor(t *bench.Target) acs.FlashConfig {
-	Expect(t.Flash).NotTo(BeNil(), "target %s has no flash section", t.Name)
-	cfg := acs.FlashConfig{EnterCommand: t.Flash.EnterCommand, LoadCommand: t.Flash.LoadCommand,
-		BootCommand: t.Flash.BootCommand, VersionCommand: t.Flash.VersionCommand, Timeout: t.Flash.Timeout}
-	if t.Flash.Prompt != "" {
-		cfg.Prompt = regexp.MustCompile(t.Flash.Prompt)
-	}
-	return cfg
-}
-
 var versionSeq atomic.Int32
 
 func nextVersion() string {
@@ -51,7 +41,7 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 	var (
 		t   *bench.Target
 		s   *acs.Session
-		cfg acs.FlashConfig
+		cfg acs.FlashConfig // the bench's flash section, as the driver mapped it at open
 	)
 	BeforeAll(func(ctx SpecContext) {
 		requireSim()
@@ -60,33 +50,37 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 			Skip("target has no flash section")
 		}
 		s = openTarget(ctx, 2)
-		cfg = flashConfigFor(t)
+		var err error
+		cfg, err = s.FlashConfig()
+		Expect(err).NotTo(HaveOccurred())
 	})
 
 	It("flashes an image, boots it, and the firmware reports the image's version", func(ctx SpecContext) {
 		v := nextVersion()
 		img := flashImage(v, 200<<10)
-		res, err := s.Flash(ctx, img, cfg, acs.FlashOptions{ExpectVersion: v})
+		// As `hil flash` does it: the device is a Flasher with the bench's flash section.
+		var f device.Flasher = s
+		res, err := f.Flash(ctx, img, device.FlashOptions{ExpectVersion: v})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.Version).To(Equal(v))
 		Expect(res.Digest).To(Equal(fmt.Sprintf("%x", img.SHA256)))
 		d, err := simulated.Device(t.Name)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(d.RunningVersion()).To(Equal(v))
-		AddReportEntry("ymodem throughput (B/s)", int(res.Transfer.Throughput))
+		AddReportEntry("ymodem throughput (B/s)", res.Facts["ymodem_bytes_per_s"])
 	}, SpecTimeout(2*time.Minute))
 
 	It("keeps the DHA identity across a firmware update", func(ctx SpecContext) {
-		opts := acs.Options{Roots: theStation.Roots, Reprovision: true}
-		issued, err := s.Provision(ctx, theStation.Issue, opts)
+		res, err := s.Provision(ctx, theStation.Issuer, device.Options{Reprovision: true})
 		Expect(err).NotTo(HaveOccurred())
+		issued := res.Issued
 		v := nextVersion()
-		_, err = s.Flash(ctx, flashImage(v, 64<<10), cfg, acs.FlashOptions{ExpectVersion: v})
+		_, err = s.FlashWith(ctx, flashImage(v, 64<<10), cfg, device.FlashOptions{ExpectVersion: v})
 		Expect(err).NotTo(HaveOccurred())
 		got, err := s.ReadChainPEM(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(got)).To(Equal(string(issued.ChainPEM)))
-		Expect(s.Verify(ctx, issued, opts)).To(Succeed())
+		Expect(s.Verify(ctx, issued, theStation.Issuer.Roots(), time.Now())).To(Succeed())
 	}, SpecTimeout(2*time.Minute))
 
 	It("boots the previous firmware after a power cut mid-flash, and can be flashed again", func(ctx SpecContext) {
@@ -103,7 +97,7 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 		short := cfg
 		short.Attempts = 1
 		short.Timeout = 5 * time.Second
-		_, err = s.Flash(ctx, img, short, acs.FlashOptions{Transfer: func(sent, total int64) {
+		_, err = s.FlashWith(ctx, img, short, device.FlashOptions{Transfer: func(sent, total int64) {
 			if sent > total/3 && cut.CompareAndSwap(false, true) {
 				go func() { _ = pw.Off(context.Background()) }()
 			}
@@ -113,7 +107,7 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 		Expect(pw.On(ctx)).To(Succeed())
 		Expect(s.Sync(ctx)).To(Succeed())
 		Expect(d.RunningVersion()).To(Equal(before), "the previous slot boots")
-		res, err := s.Flash(ctx, img, cfg, acs.FlashOptions{ExpectVersion: v})
+		res, err := s.FlashWith(ctx, img, cfg, device.FlashOptions{ExpectVersion: v})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.Version).To(Equal(v))
 	}, SpecTimeout(3*time.Minute))
@@ -123,7 +117,7 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 		Expect(err).NotTo(HaveOccurred())
 		Expect(d.SetFault(sim.FaultLoadyAbort, true)).To(Succeed())
 		v := nextVersion()
-		res, err := s.Flash(ctx, flashImage(v, 100<<10), cfg, acs.FlashOptions{ExpectVersion: v})
+		res, err := s.FlashWith(ctx, flashImage(v, 100<<10), cfg, device.FlashOptions{ExpectVersion: v})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.Attempts).To(Equal(2))
 		Expect(d.FaultOn(sim.FaultLoadyAbort)).To(BeFalse())
@@ -138,7 +132,7 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 		// costs a resend. The bootloader's text around the transfer (its ready line, digest
 		// and verdict) stays readable; noise there is a failed transfer, retried, which is
 		// another spec's business.
-		res, err := s.Flash(ctx, img, cfg, acs.FlashOptions{ExpectVersion: v,
+		res, err := s.FlashWith(ctx, img, cfg, device.FlashOptions{ExpectVersion: v,
 			Transfer: func(sent, total int64) {
 				if sent >= total {
 					d.SetNoiseRate(0)
@@ -159,7 +153,7 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 		DeferCleanup(d.SetFault, sim.FaultNoBootloader, false)
 		short := cfg
 		short.Timeout = 3 * time.Second
-		_, err = s.Flash(ctx, flashImage(nextVersion(), 4<<10), short, acs.FlashOptions{})
+		_, err = s.FlashWith(ctx, flashImage(nextVersion(), 4<<10), short, device.FlashOptions{})
 		Expect(err).To(MatchError(ContainSubstring("never showed its bootloader prompt")))
 		Expect(d.SetFault(sim.FaultNoBootloader, false)).To(Succeed())
 		Expect(s.Sync(ctx)).To(Succeed())

@@ -4,12 +4,15 @@ package specs
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,9 +21,15 @@ import (
 	. "github.com/onsi/gomega"
 
 	"hilbench/harness/bench"
+	"hilbench/harness/console"
+	"hilbench/harness/device"
+	"hilbench/harness/issue"
+	"hilbench/harness/ledger"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer/agent"
+	"hilbench/harness/signer/audit"
 	"hilbench/harness/station"
+	"hilbench/targets"
 	"hilbench/targets/simbench"
 )
 
@@ -68,30 +77,41 @@ var _ = SynchronizedBeforeSuite(func() []byte {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(yk.Close)
 
-	// The serving side: the key, the profile, a budget and an audit log, a socket.
+	// The serving side: the key, the profile, the issuance pipeline (a ledger with the budget,
+	// an audit log), a socket.
 	b := &bench.Bench{Signer: yk.Signer, Profile: bench.ProfileConfig{}, Output: filepath.Join(dir, "out")}
 	b.Signer.StateDir = filepath.Join(dir, "state")
+	Expect(os.MkdirAll(b.Signer.StateDir, 0o700)).To(Succeed())
 	dak, err := station.OpenSigner(ctx, b, time.Now())
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(dak.(io.Closer).Close)
+	roots, err := station.Roots(b)
+	Expect(err).NotTo(HaveOccurred())
 	profile, err := pki.LoadProfile(filepath.Join("..", "fixtures", "profiles", "device.conf"), pki.ProfileOptions{})
 	Expect(err).NotTo(HaveOccurred())
-	bud, audit, err := station.OpenLedger(b, dak.Chain()[0])
+	lg, err := ledger.OpenSQLite(filepath.Join(b.Signer.StateDir, "ledger.db"))
+	Expect(err).NotTo(HaveOccurred())
+	auditLog, err := audit.Open(filepath.Join(b.Signer.StateDir, "audit.jsonl"))
 	Expect(err).NotTo(HaveOccurred())
 	// A bench provisions one product: the ACK modules' product profile gets its own agent on the
-	// same key, budget and audit log.
+	// same key, ledger and audit log.
 	ackProfile, err := pki.LoadProfile(filepath.Join("..", "fixtures", "profiles", "ack-product.conf"), pki.ProfileOptions{PerDeviceFields: []string{"CN"}})
 	Expect(err).NotTo(HaveOccurred())
 	socket := filepath.Join(dir, "agent.sock")
 	ackSocket := filepath.Join(dir, "agent-ack.sock")
 	srvCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 2)
+	chain := dak.Chain()
 	for _, a := range []struct {
 		profile *pki.Profile
 		socket  string
 	}{{profile, socket}, {ackProfile, ackSocket}} {
 		ready := make(chan struct{})
-		srv := &agent.Server{Signer: dak, Profile: a.profile, Budget: bud, Audit: audit,
+		p := &issue.Pipeline{
+			Certs:  &pki.Issuer{Profile: a.profile, Signer: dak, CA: chain[0], Intermediates: chain[1:], Validity: station.Validity(b)},
+			Ledger: lg, Audit: auditLog, TrustAnchors: roots, Station: "specs",
+		}
+		srv := &agent.Server{Pipeline: p,
 			Logf: func(f string, a ...any) { GinkgoWriter.Printf("agent: "+f+"\n", a...) }, OnReady: func(string) { close(ready) }}
 		go func() { done <- srv.Serve(srvCtx, a.socket) }()
 		Eventually(ready).WithTimeout(10 * time.Second).Should(BeClosed())
@@ -100,8 +120,8 @@ var _ = SynchronizedBeforeSuite(func() []byte {
 		stop()
 		Expect(<-done).To(Succeed())
 		Expect(<-done).To(Succeed())
-		bud.Close()
-		audit.Close()
+		lg.Close()
+		auditLog.Close()
 	})
 	return []byte(socket + "\n" + yk.Signer.Roots[0] + "\n" + ackSocket)
 }, func(agentData []byte) {
@@ -195,4 +215,52 @@ func targetFor(n int) *bench.Target {
 		Skip(fmt.Sprintf("the bench has no target #%d for process %d", idx+1, GinkgoParallelProcess()))
 	}
 	return &theBench.Targets[idx]
+}
+
+// openDevice opens a bench target the way the CLI does (targets.Open: no family branches), its
+// transcript in this process's output directory, and closes it when the spec ends.
+func openDevice(ctx context.Context, b *bench.Bench, t *bench.Target) device.Device {
+	GinkgoHelper()
+	env := targets.Env{Dir: runOut, Redactor: console.NewRedactor()}
+	if b.Profile.DeviceConf != "" {
+		p, err := station.LoadProfile(b)
+		Expect(err).NotTo(HaveOccurred())
+		env.Profile = p
+	}
+	d, err := targets.Open(ctx, t, env)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(d.Close)
+	return d
+}
+
+// countingIssuer counts the chains an Issuer hands out. forget makes it a ledger that knows
+// nothing (another station's): every chain a device holds is unknown to it.
+type countingIssuer struct {
+	device.Issuer
+	forget bool
+	issued atomic.Int32
+}
+
+func (c *countingIssuer) Issue(ctx context.Context, req device.IssueRequest) (*pki.Issued, error) {
+	is, err := c.Issuer.Issue(ctx, req)
+	if err == nil {
+		c.issued.Add(1)
+	}
+	return is, err
+}
+
+func (c *countingIssuer) Lookup(ctx context.Context, pub crypto.PublicKey) (*device.Known, error) {
+	if c.forget {
+		return nil, nil
+	}
+	return c.Issuer.Lookup(ctx, pub)
+}
+
+// ledgerHolds says whether iss records exactly this chain for its leaf's key (false with an
+// Issuer that keeps no ledger).
+func ledgerHolds(ctx context.Context, iss device.Issuer, chain []*x509.Certificate) bool {
+	GinkgoHelper()
+	k, err := iss.Lookup(ctx, chain[0].PublicKey)
+	Expect(err).NotTo(HaveOccurred())
+	return k.Live() && k.Issued != nil && device.SameChain(k.Issued.Chain, chain)
 }

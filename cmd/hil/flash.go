@@ -6,18 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os/exec"
-	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"hilbench/harness/bench"
-	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/flash"
-	"hilbench/harness/power"
 	"hilbench/harness/report"
-	"hilbench/targets/acs"
+	"hilbench/targets"
 )
 
 func cmdFlash(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,7 +78,7 @@ func cmdFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		var err error
 		switch t.Flash.Method {
 		case bench.MethodYModem:
-			err = flashYModem(ctx, t, img, *expect, dir, prog, stdout, o)
+			err = flashSerial(ctx, t, img, *expect, dir, prog, stdout, o)
 		case bench.MethodDFU:
 			err = flashDFU(ctx, t, img, *unprotect, prog, stdout, o)
 		default:
@@ -98,22 +94,21 @@ func cmdFlash(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return finish(rep, dir, stdout)
 }
 
-func flashYModem(ctx context.Context, t *bench.Target, img *flash.Image, expect, dir string, prog *progress, stdout io.Writer, o *report.Outcome) error {
-	if t.Family != bench.FamilyACS {
-		return fmt.Errorf("flash method ymodem goes through a shell console; target %s is family %s", t.Name, t.Family)
-	}
-	s, err := acs.Open(ctx, t, dir, console.NewRedactor())
+// flashSerial flashes through the device's own link (its console's bootloader): any device that
+// is a device.Flasher, with the bench's flash settings its driver mapped at open.
+func flashSerial(ctx context.Context, t *bench.Target, img *flash.Image, expect, dir string, prog *progress, stdout io.Writer, o *report.Outcome) error {
+	d, err := openDevice(ctx, t, targets.Env{Dir: dir})
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	cfg, release, err := flashConfig(t)
-	if err != nil {
-		return err
+	defer d.Close()
+	defer statsFacts(o, d.Stats())
+	f, ok := d.(device.Flasher)
+	if !ok {
+		return fmt.Errorf("target %s (%s) cannot be flashed over its console: %w", t.Name, t.Family, device.ErrUnsupported)
 	}
-	defer release()
 	var bar *flash.Bar
-	res, err := s.Flash(ctx, img, cfg, acs.FlashOptions{
+	res, err := f.Flash(ctx, img, device.FlashOptions{
 		ExpectVersion: expect,
 		Progress: func(target, step string) {
 			if bar != nil {
@@ -121,14 +116,12 @@ func flashYModem(ctx context.Context, t *bench.Target, img *flash.Image, expect,
 				bar = nil
 			}
 			prog.step(target, step)
-			if step == acs.StepTransfer {
-				bar = flash.NewBar(stdout, target, int64(len(img.Data)))
-			}
 		},
 		Transfer: func(sent, total int64) {
-			if bar != nil {
-				bar.Update(sent)
+			if bar == nil {
+				bar = flash.NewBar(stdout, t.Name, total)
 			}
+			bar.Update(sent)
 		},
 		Note: func(format string, a ...any) { prog.step(t.Name, fmt.Sprintf(format, a...)) },
 	})
@@ -141,57 +134,10 @@ func flashYModem(ctx context.Context, t *bench.Target, img *flash.Image, expect,
 	o.Facts["version"] = res.Version
 	o.Facts["device_sha256"] = res.Digest
 	o.Facts["transfers"] = strconv.Itoa(res.Attempts)
-	o.Facts["ymodem_bytes_per_s"] = fmt.Sprintf("%.0f", res.Transfer.Throughput)
-	o.Facts["ymodem_retransmissions"] = strconv.Itoa(res.Transfer.Retransmits)
-	fmt.Fprintf(stdout, "%s: running %q; bootloader digest %s matches the image; %d transfer(s), %.1f KiB/s\n",
-		t.Name, res.Version, res.Digest, res.Attempts, res.Transfer.Throughput/1024)
-	return nil
-}
-
-// flashConfig turns a bench target's flash section into the driver's settings. release frees the
-// power control it opened.
-func flashConfig(t *bench.Target) (acs.FlashConfig, func(), error) {
-	f := t.Flash
-	cfg := acs.FlashConfig{
-		EnterCommand: f.EnterCommand, LoadCommand: f.LoadCommand, BootCommand: f.BootCommand,
-		VersionCommand: f.VersionCommand, Timeout: f.Timeout,
+	for k, v := range res.Facts {
+		o.Facts[k] = v
 	}
-	release := func() {}
-	if f.Prompt != "" {
-		re, err := regexp.Compile(f.Prompt)
-		if err != nil {
-			return cfg, release, fmt.Errorf("target %s: flash.prompt: %w", t.Name, err)
-		}
-		cfg.Prompt = re
-	}
-	if t.Power != nil {
-		pw, err := power.ForTarget(t)
-		if err != nil {
-			return cfg, release, err
-		}
-		cfg.PowerCycle = pw.Cycle
-		release = func() { _ = power.Close(pw) }
-	}
-	if f.Enter == bench.EnterStrap {
-		cfg.Strap = func(ctx context.Context, on bool) error {
-			cmd := f.StrapOff
-			if on {
-				cmd = f.StrapOn
-			}
-			return runHostCommand(ctx, t.Name, cmd)
-		}
-	}
-	return cfg, release, nil
-}
-
-// runHostCommand runs a bench-file command on the station (sh -c) and names it when it fails.
-func runHostCommand(ctx context.Context, target, command string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", strings.ReplaceAll(command, "{target}", target))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%q: %w: %s", command, err, strings.TrimSpace(string(out)))
-	}
+	fmt.Fprintf(stdout, "%s: running %q; the device's digest %s matches the image; %d transfer(s) in %v\n",
+		t.Name, res.Version, res.Digest, res.Attempts, res.Duration.Round(time.Millisecond))
 	return nil
 }

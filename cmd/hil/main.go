@@ -22,7 +22,8 @@ Usage:
   hil provision --bench FILE (--target NAME | --all) [flags]
                                            give devices their DHA identity
   hil verify --bench FILE (--target NAME | --all) [--reboot] [--factory-reset]
-                                           read each identity back and verify it (and again after reboot / reset)
+                                           read each identity back and verify it against the ledger's record
+                                           (and again after reboot / reset)
   hil dak init [--dir DIR] [flags]         make a development DAK (seed 002) for benches without one
   hil yubikey COMMAND [flags]              list, status, unblock, change-pin, set-retries, init-dak, import-cert
   hil signer serve|status --bench FILE     the signing agent: one process owns the DAK, clients ask it to sign

@@ -14,6 +14,8 @@ import (
 
 	"hilbench/harness/bench"
 	"hilbench/harness/report"
+	"hilbench/harness/station"
+	"hilbench/targets"
 	"hilbench/targets/acs/sim"
 	"hilbench/targets/simbench"
 )
@@ -77,22 +79,16 @@ func TestProvisionAllOneDeviceFails(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	// The record of dut1's identity is kept; dut2's issued chain is kept but marked incomplete.
-	var rec record
-	data, err := os.ReadFile(filepath.Join(sb.Bench.Output, "devices", "dut1", "record.json"))
-	if err != nil {
-		t.Fatal(err)
+	// What the station's ledger knows of dut1's identity decides what verify and a second
+	// provision say: with a record, verify matches it and provisioning again is "already
+	// provisioned"; without one (no ledger), only the roots are checked and provisioning again is
+	// refused.
+	dut1 := outcome(t, rep, "dut1")
+	if dut1.Facts["already"] != "false" || dut1.Facts["tx_bytes"] == "" || dut1.Facts["rx_bytes"] == "" || len(dut1.Facts["barcode_public_key"]) != 80 || dut1.Facts["control_log_public_key"] == "" {
+		t.Errorf("dut1 facts %v", dut1.Facts)
 	}
-	if err := json.Unmarshal(data, &rec); err != nil || !rec.Complete || len(rec.BarcodePublicKey) != 80 {
-		t.Errorf("dut1 record: %+v (%v)", rec, err)
-	}
-	data, err = os.ReadFile(filepath.Join(sb.Bench.Output, "devices", "dut2", "record.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &rec); err != nil || rec.Complete {
-		t.Errorf("dut2 record: %+v (%v), want incomplete", rec, err)
-	}
+	recorded := ledgerKnows(ctx, t, sb, "dut1")
+	t.Logf("the ledger holds dut1's chain: %v", recorded)
 
 	// Verify with reboot and factory reset: dut1's identity survives; dut2 has none.
 	stdout.Reset()
@@ -101,22 +97,58 @@ func TestProvisionAllOneDeviceFails(t *testing.T) {
 		t.Fatalf("verify passed with an unprovisioned dut2:\n%s", stdout.String())
 	}
 	rep = lastReport(t, sb.Bench.Output, "verify")
-	if o := outcome(t, rep, "dut1"); !o.Passed || o.Facts["survived"] != "reboot,factory-reset" || o.Facts["record"] != "matched" {
-		t.Errorf("dut1 verify: %+v", o)
+	wantRecord := map[bool]string{true: "matched", false: "none"}[recorded]
+	if o := outcome(t, rep, "dut1"); !o.Passed || o.Facts["survived"] != "reboot,factory-reset" || o.Facts["record"] != wantRecord || o.Facts["sha256"] != dut1.Facts["sha256"] {
+		t.Errorf("dut1 verify: %+v, want record %s", o, wantRecord)
 	}
-	if o := outcome(t, rep, "dut2"); o.Passed {
-		t.Errorf("dut2 verify passed without a chain: %+v", o)
+	if o := outcome(t, rep, "dut2"); o.Passed || o.Step != "read_back" {
+		t.Errorf("dut2 verify without a chain: %+v", o)
 	}
 
-	// Provisioning dut1 again is refused and signs nothing.
+	// Provisioning dut1 again signs nothing: it is already provisioned, or refused.
 	stdout.Reset()
 	err = run(ctx, []string{"provision", "--bench", sb.BenchFile, "--target", "dut1"}, &stdout, &stderr)
-	if err == nil {
-		t.Fatal("a provisioned device was provisioned again")
+	o := outcome(t, lastReport(t, sb.Bench.Output, "provision"), "dut1")
+	if recorded {
+		if err != nil || !o.Passed || o.Facts["already"] != "true" || o.Facts["sha256"] != dut1.Facts["sha256"] ||
+			!strings.Contains(stdout.String(), "already provisioned (ledger record matches)") {
+			t.Errorf("provisioning a recorded device again: %v, %+v\n%s", err, o, stdout.String())
+		}
+	} else if err == nil || o.Step != "check-provisioned" || !strings.Contains(o.Error, "already holds") || !strings.Contains(o.Error, "--reprovision") {
+		t.Errorf("re-provision: %v, %+v", err, o)
 	}
-	if o := outcome(t, lastReport(t, sb.Bench.Output, "provision"), "dut1"); o.Step != "check-provisioned" || !strings.Contains(o.Error, "already holds") {
-		t.Errorf("re-provision: %+v", o)
+	if _, err := os.Stat(filepath.Join(sb.Bench.Output, "devices")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a devices/ record directory was written (%v): the ledger is the record", err)
 	}
+}
+
+// ledgerKnows says whether the bench station's Issuer holds a chain for the key of the chain
+// the target's device holds.
+func ledgerKnows(ctx context.Context, t *testing.T, sb *simbench.Bench, target string) bool {
+	t.Helper()
+	st, err := station.Open(ctx, sb.Bench, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tg, err := sb.Bench.Target(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := targets.Open(ctx, tg, targets.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	chain, err := d.ReadChain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := st.Issuer.Lookup(ctx, chain[0].PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Live() && k.Issued != nil
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -249,4 +281,71 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// ACK modules go through the same provision and verify as ACS devices: native modules report
+// their line statistics, the external one says the vendor tool provisioned it.
+func TestProvisionAndVerifyACKModules(t *testing.T) {
+	sb, err := simbench.StartACK(t.TempDir(), simbench.ACKOptions{Modules: 1, External: 1, BootDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"provision", "--bench", sb.BenchFile, "--all"}, &stdout, &stderr); err != nil {
+		t.Fatalf("provision: %v\n%s", err, stdout.String())
+	}
+	rep := lastReport(t, sb.Bench.Output, "provision")
+	native, ext := outcome(t, rep, "mod1"), outcome(t, rep, "ext1")
+	for _, k := range []string{"sha256", "frames_sent", "retransmissions", "naks", "damaged_frames", "timeouts", "recoveries", "busy_answers", "chunks_shortened", "tx_bytes", "rx_bytes"} {
+		if native.Facts[k] == "" {
+			t.Errorf("mod1 report lacks %s: %v", k, native.Facts)
+		}
+	}
+	if ext.Facts["provisioned_by"] != "vendor tool" || ext.Facts["sha256"] == "" {
+		t.Errorf("ext1 facts %v", ext.Facts)
+	}
+	stdout.Reset()
+	if err := run(ctx, []string{"verify", "--bench", sb.BenchFile, "--all", "--reboot"}, &stdout, &stderr); err != nil {
+		t.Fatalf("verify: %v\n%s", err, stdout.String())
+	}
+	rep = lastReport(t, sb.Bench.Output, "verify")
+	for _, name := range []string{"mod1", "ext1"} {
+		if o := outcome(t, rep, name); !o.Passed || o.Facts["survived"] != "reboot" || o.Facts["sha256"] == "" {
+			t.Errorf("%s verify: %+v", name, o)
+		}
+	}
+	// The vendor tool's chain is not in the ledger: only its path to the roots was checked.
+	if o := outcome(t, rep, "ext1"); o.Facts["record"] != "none" {
+		t.Errorf("ext1 record %q, want none", o.Facts["record"])
+	}
+}
+
+// hil flash over the console goes through the device's Flasher with the bench's flash section.
+func TestFlashOverTheConsole(t *testing.T) {
+	sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 1, BootDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	img := filepath.Join(t.TempDir(), "fw.bin")
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"sim", "image", "--version", "acs-sim-3.1.4", "--size", "20000", "--out", img}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if err := run(ctx, []string{"flash", "--bench", sb.BenchFile, "--target", "dut1", "--expect-version", "acs-sim-3.1.4", img}, &stdout, &stderr); err != nil {
+		t.Fatalf("flash: %v\n%s", err, stdout.String())
+	}
+	o := outcome(t, lastReport(t, sb.Bench.Output, "flash"), "dut1")
+	if !o.Passed || o.Facts["version"] != "acs-sim-3.1.4" || o.Facts["ymodem_bytes_per_s"] == "" || o.Facts["transfers"] != "1" {
+		t.Errorf("flash outcome %+v", o)
+	}
+	if v := sb.Devices[0].RunningVersion(); v != "acs-sim-3.1.4" {
+		t.Errorf("the device runs %q", v)
+	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,11 +15,11 @@ import (
 
 	"hilbench/harness/bench"
 	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
 	"hilbench/harness/report"
 	"hilbench/harness/station"
-	"hilbench/targets/ack"
-	"hilbench/targets/acs"
+	"hilbench/targets"
 )
 
 // targetFlags are the flags every command that works on bench targets shares.
@@ -62,11 +61,11 @@ func (f *targetFlags) load() (*bench.Bench, []*bench.Target, error) {
 		return nil, nil, fmt.Errorf("%w: --jobs must be at least 1", errUsage)
 	}
 	if f.all {
-		targets := make([]*bench.Target, len(b.Targets))
+		list := make([]*bench.Target, len(b.Targets))
 		for i := range b.Targets {
-			targets[i] = &b.Targets[i]
+			list[i] = &b.Targets[i]
 		}
-		return b, targets, nil
+		return b, list, nil
 	}
 	t, err := b.Target(f.target)
 	if err != nil {
@@ -95,11 +94,11 @@ func (p *progress) step(target, step string) {
 }
 
 // forEach runs fn for every target, at most jobs at once, and collects the outcomes.
-func forEach(ctx context.Context, targets []*bench.Target, jobs int, rep *report.Report, op string,
+func forEach(ctx context.Context, list []*bench.Target, jobs int, rep *report.Report, op string,
 	fn func(ctx context.Context, t *bench.Target, o *report.Outcome) error) {
 	sem := make(chan struct{}, jobs)
 	var wg sync.WaitGroup
-	for _, t := range targets {
+	for _, t := range list {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -112,13 +111,9 @@ func forEach(ctx context.Context, targets []*bench.Target, jobs int, rep *report
 			o.Passed = err == nil
 			if err != nil {
 				o.Error = err.Error()
-				var se *acs.StepError
-				var ae *ack.StepError
-				switch {
-				case errors.As(err, &se):
+				var se *device.StepError
+				if errors.As(err, &se) {
 					o.Step, o.Error = se.Step, se.Err.Error()
-				case errors.As(err, &ae):
-					o.Step, o.Error = ae.Step, ae.Err.Error()
 				}
 			}
 			rep.Add(o)
@@ -145,6 +140,38 @@ func finish(rep *report.Report, dir string, stdout io.Writer) error {
 	return nil
 }
 
+// deviceEnv is what opening the bench's devices needs: the run directory for transcripts and the
+// product profile (ACK modules build their CSR subject from it; when an agent signs, the station
+// has no profile of its own and the bench's is read here).
+func deviceEnv(b *bench.Bench, st *station.Station, dir string) (targets.Env, error) {
+	env := targets.Env{Dir: dir}
+	if st != nil {
+		env.Profile = st.Profile
+	}
+	if env.Profile == nil && b.Profile.DeviceConf != "" {
+		p, err := station.LoadProfile(b)
+		if err != nil {
+			return env, err
+		}
+		env.Profile = p
+	}
+	return env, nil
+}
+
+// openDevice opens a target with a redactor of its own.
+func openDevice(ctx context.Context, t *bench.Target, env targets.Env) (device.Device, error) {
+	env.Redactor = console.NewRedactor()
+	return targets.Open(ctx, t, env)
+}
+
+// statsFacts puts a device's line statistics into the report (a noisy line shows as
+// retransmissions).
+func statsFacts(o *report.Outcome, st device.Stats) {
+	for k, v := range st {
+		o.Facts[k] = strconv.FormatInt(v, 10)
+	}
+}
+
 func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("provision", stderr)
 	var tf targetFlags
@@ -153,7 +180,7 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	b, targets, err := tf.load()
+	b, tgts, err := tf.load()
 	if err != nil {
 		return err
 	}
@@ -168,47 +195,17 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "provisioning %d target(s) with %s\n", len(targets), st.Description())
+	env, err := deviceEnv(b, st, dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "provisioning %d target(s) with %s\n", len(tgts), st.Description())
 	prog := &progress{w: stdout, start: start}
 	rep := report.New("provision", start)
-	var profile *pki.Profile
-	for _, t := range targets {
-		if t.Family == bench.FamilyACK && profile == nil {
-			// The ACK driver builds the CSR's subject from the product profile.
-			if profile, err = station.LoadProfile(b); err != nil {
-				return err
-			}
-		}
-	}
-	forEach(ctx, targets, tf.jobs, rep, "provision", func(ctx context.Context, t *bench.Target, o *report.Outcome) error {
-		if t.Family == bench.FamilyACK {
-			err := provisionACK(ctx, t, st, profile, dir, tf.out, *reprovision, prog, o)
-			if err == nil {
-				prog.step(t.Name, "provisioned")
-			} else {
-				prog.step(t.Name, "FAILED: "+err.Error())
-			}
-			return err
-		}
-		s, err := acs.Open(ctx, t, dir, console.NewRedactor())
+	opts := device.Options{Reprovision: *reprovision, Progress: prog.step}
+	forEach(ctx, tgts, tf.jobs, rep, "provision", func(ctx context.Context, t *bench.Target, o *report.Outcome) error {
+		err := provisionOne(ctx, t, env, st.Issuer, opts, prog, o)
 		if err != nil {
-			return err
-		}
-		defer s.Close()
-		issued, err := s.Provision(ctx, st.Issue, acs.Options{Reprovision: *reprovision, Roots: st.Roots, Progress: prog.step})
-		if issued != nil {
-			// Keep what was signed even when a later step failed: it was counted against the DAK.
-			if rerr := writeRecord(tf.out, t.Name, issued, err == nil); rerr != nil && err == nil {
-				err = rerr
-			}
-			o.Facts["sha256"] = pki.Fingerprint(issued.Certificate)
-		}
-		st := s.Console().Stats()
-		o.Facts["tx_bytes"] = strconv.FormatInt(st.TxBytes, 10)
-		o.Facts["rx_bytes"] = strconv.FormatInt(st.RxBytes, 10)
-		if err == nil {
-			prog.step(t.Name, "provisioned")
-		} else {
 			prog.step(t.Name, "FAILED: "+err.Error())
 		}
 		return err
@@ -216,53 +213,46 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return finish(rep, dir, stdout)
 }
 
-// record is what a provisioned device's identity leaves on the station: enough to verify it later
-// and to write control logs and barcodes (seeds 001, 002).
-type record struct {
-	Target              string    `json:"target"`
-	Complete            bool      `json:"complete"` // false: issued but not (yet) stored and verified on the device
-	Issued              time.Time `json:"issued"`
-	Subject             string    `json:"subject"`
-	Issuer              string    `json:"issuer"`
-	Serial              string    `json:"serial"`
-	NotBefore           time.Time `json:"not_before"`
-	NotAfter            time.Time `json:"not_after"`
-	SHA256              string    `json:"sha256"`
-	ControlLogPublicKey string    `json:"control_log_public_key"`
-	BarcodePublicKey    string    `json:"barcode_public_key"`
-	Chain               string    `json:"chain_file"`
-}
-
-func recordDir(out, target string) string { return filepath.Join(out, "devices", target) }
-
-func writeRecord(out, target string, is *pki.Issued, complete bool) error {
-	dir := recordDir(out, target)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	chainFile := filepath.Join(dir, "chain.pem")
-	if err := writeFileAtomic(chainFile, is.ChainPEM); err != nil {
-		return err
-	}
-	compressed, err := pki.CompressedPublicKey(is.Certificate.PublicKey)
+// provisionOne gives one device its identity; the station's Issuer records it in the ledger.
+func provisionOne(ctx context.Context, t *bench.Target, env targets.Env, iss device.Issuer, opts device.Options,
+	prog *progress, o *report.Outcome) error {
+	d, err := openDevice(ctx, t, env)
 	if err != nil {
 		return err
 	}
-	c := is.Certificate
-	rec := record{
-		Target: target, Complete: complete, Issued: time.Now().UTC(),
-		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: c.SerialNumber.Text(16),
-		NotBefore: c.NotBefore, NotAfter: c.NotAfter, SHA256: pki.Fingerprint(c),
-		ControlLogPublicKey: pki.ControlLogPublicKey(c), BarcodePublicKey: compressed, Chain: chainFile,
+	defer d.Close()
+	res, err := d.Provision(ctx, iss, opts)
+	statsFacts(o, d.Stats())
+	if res != nil {
+		if is := res.Issued; is != nil && is.Certificate != nil {
+			// What the product's records need of the identity (seeds 001, 002); the ledger
+			// holds the chain itself.
+			o.Facts["sha256"] = pki.Fingerprint(is.Certificate)
+			o.Facts["serial"] = is.Certificate.SerialNumber.Text(16)
+			o.Facts["control_log_public_key"] = pki.ControlLogPublicKey(is.Certificate)
+			if k, err := pki.CompressedPublicKey(is.Certificate.PublicKey); err == nil {
+				o.Facts["barcode_public_key"] = k
+			}
+		}
+		o.Facts["already"] = strconv.FormatBool(res.Already)
+		o.Facts["reused"] = strconv.FormatBool(res.Reused)
+		for k, v := range res.Facts {
+			o.Facts[k] = v
+		}
 	}
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
+	switch {
+	case err != nil:
+	case res.Already:
+		prog.step(t.Name, "already provisioned (ledger record matches)")
+	case res.Reused:
+		prog.step(t.Name, "provisioned (the chain recorded for its key, no new signature)")
+	default:
+		prog.step(t.Name, "provisioned")
 	}
-	return writeFileAtomic(filepath.Join(dir, "record.json"), append(data, '\n'))
+	return err
 }
 
-// writeFileAtomic never leaves a half-written record behind a crash or power cut of the station.
+// writeFileAtomic never leaves a half-written file behind a crash or power cut of the station.
 func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -292,32 +282,33 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	b, targets, err := tf.load()
+	b, tgts, err := tf.load()
 	if err != nil {
 		return err
 	}
-	roots, err := station.Roots(b)
+	// The ledger's record of each device comes through the station's Issuer.
+	st, err := station.Open(ctx, b, time.Now())
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	start := time.Now()
 	dir, err := runDir(tf.out, "verify", start)
 	if err != nil {
 		return err
 	}
+	env, err := deviceEnv(b, st, dir)
+	if err != nil {
+		return err
+	}
 	prog := &progress{w: stdout, start: start}
 	rep := report.New("verify", start)
-	forEach(ctx, targets, tf.jobs, rep, "verify", func(ctx context.Context, t *bench.Target, o *report.Outcome) error {
-		var err error
-		if t.Family == bench.FamilyACK {
-			err = verifyACK(ctx, t, dir, tf.out, roots, *reboot, *reset, prog, o)
-		} else {
-			var s *acs.Session
-			if s, err = acs.Open(ctx, t, dir, console.NewRedactor()); err != nil {
-				return err
-			}
-			defer s.Close()
-			err = verifyTarget(ctx, s, tf.out, roots, *reboot, *reset, prog, o)
+	forEach(ctx, tgts, tf.jobs, rep, "verify", func(ctx context.Context, t *bench.Target, o *report.Outcome) error {
+		d, err := openDevice(ctx, t, env)
+		if err == nil {
+			err = verifyDevice(ctx, d, st.Issuer, *reboot, *reset, prog, o)
+			statsFacts(o, d.Stats())
+			d.Close()
 		}
 		if err == nil {
 			prog.step(t.Name, "verified")
@@ -329,51 +320,71 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return finish(rep, dir, stdout)
 }
 
-// verifyTarget checks the device's chain against the station's record of it (when there is one),
-// then after each requested restart checks the chain is still the identical one.
-func verifyTarget(ctx context.Context, s *acs.Session, out string, roots []*x509.Certificate,
-	reboot, reset bool, prog *progress, o *report.Outcome) error {
-	opts := acs.Options{Roots: roots}
-	if err := s.Sync(ctx); err != nil {
-		return err
-	}
-	prog.step(s.Name(), acs.StepReadBack)
-	chain, err := s.ReadChain(ctx)
-	if err != nil {
-		return &acs.StepError{Target: s.Name(), Step: acs.StepReadBack, Err: err}
-	}
-	want := &pki.Issued{Chain: chain, Certificate: chain[0], CSR: &x509.CertificateRequest{PublicKey: chain[0].PublicKey}}
-	if data, err := os.ReadFile(filepath.Join(recordDir(out, s.Name()), "chain.pem")); err == nil {
-		recorded, err := pki.ParseChainPEM(data)
+// verifyDevice checks the chain a device holds against the ledger's record of its key: with a
+// record ("record: matched") it must be the recorded chain byte for byte; without one ("record:
+// none") only its path to the roots is checked. After each requested restart the device must hold
+// the identical chain.
+func verifyDevice(ctx context.Context, d device.Device, iss device.Issuer, reboot, reset bool, prog *progress, o *report.Outcome) error {
+	name := d.Name()
+	var want *pki.Issued
+	var first []*x509.Certificate
+	check := func() error {
+		prog.step(name, device.StepReadBack)
+		chain, err := d.ReadChain(ctx)
 		if err != nil {
-			return fmt.Errorf("station record for %s is damaged: %w", s.Name(), err)
+			return device.Fail(name, device.StepReadBack, err)
 		}
-		want = &pki.Issued{Chain: recorded, Certificate: recorded[0], CSR: &x509.CertificateRequest{PublicKey: recorded[0].PublicKey}}
-		o.Facts["record"] = "matched"
-	} else {
-		o.Facts["record"] = "none"
-	}
-	if err := s.Verify(ctx, want, opts); err != nil {
-		return err
-	}
-	o.Facts["sha256"] = pki.Fingerprint(chain[0])
-	var done []string
-	if reboot {
-		prog.step(s.Name(), acs.StepReboot)
-		if err := s.Reboot(ctx); err != nil {
+		if first == nil {
+			first = chain
+			k, err := iss.Lookup(ctx, chain[0].PublicKey)
+			if err != nil {
+				return device.Fail(name, device.StepRecord, fmt.Errorf("ledger lookup of the device key: %w", err))
+			}
+			switch {
+			case k.Live() && k.Issued != nil:
+				want = k.Issued
+				o.Facts["record"] = "matched"
+			case k != nil && !k.Live():
+				o.Facts["record"] = "replaced"
+				return device.Fail(name, device.StepVerify, fmt.Errorf("the ledger records certificate %s as replaced: the device holds an identity that is no longer its own",
+					pki.Fingerprint(chain[0])))
+			default:
+				o.Facts["record"] = "none"
+			}
+			o.Facts["sha256"] = pki.Fingerprint(chain[0])
+		} else if !device.SameChain(chain, first) {
+			return device.Fail(name, device.StepReadBack, fmt.Errorf("%w: the device holds certificate %s now, %s before",
+				device.ErrChainMismatch, pki.Fingerprint(chain[0]), pki.Fingerprint(first[0])))
+		}
+		prog.step(name, device.StepVerify)
+		if err := device.VerifyStep(name, chain, want, iss.Roots(), time.Now()); err != nil {
+			if want != nil {
+				o.Facts["record"] = "mismatch"
+			}
 			return err
 		}
-		if err := s.Verify(ctx, want, opts); err != nil {
+		return nil
+	}
+	if err := check(); err != nil {
+		return err
+	}
+	var done []string
+	if reboot {
+		prog.step(name, device.StepReboot)
+		if err := d.Reboot(ctx); err != nil {
+			return device.Fail(name, device.StepReboot, err)
+		}
+		if err := check(); err != nil {
 			return err
 		}
 		done = append(done, "reboot")
 	}
 	if reset {
-		prog.step(s.Name(), acs.StepReset)
-		if err := s.FactoryReset(ctx); err != nil {
-			return err
+		prog.step(name, device.StepReset)
+		if err := d.FactoryReset(ctx); err != nil {
+			return device.Fail(name, device.StepReset, err)
 		}
-		if err := s.Verify(ctx, want, opts); err != nil {
+		if err := check(); err != nil {
 			return err
 		}
 		done = append(done, "factory-reset")

@@ -9,6 +9,7 @@ import (
 
 	"go.bug.st/serial"
 
+	"hilbench/harness/device"
 	"hilbench/targets/ack"
 	acksim "hilbench/targets/ack/sim"
 )
@@ -27,7 +28,7 @@ func provisionSim(b *testing.B, st *station, baud int, f acksim.LineFaults, seed
 		b.Fatal(err)
 	}
 	defer port.Close()
-	mod := ack.New(port, ack.Config{Name: "mod", Baud: baud}, nil)
+	mod := ack.New(port, ack.Config{Name: "mod", Baud: baud, Profile: st.profile}, nil)
 	defer mod.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -36,10 +37,10 @@ func provisionSim(b *testing.B, st *station, baud int, f acksim.LineFaults, seed
 	}
 	m.SetLineFaults(f)
 	start := time.Now()
-	if _, err := mod.Provision(ctx, st.issue, st.opts()); err != nil {
+	if _, err := mod.Provision(ctx, st, device.Options{}); err != nil {
 		b.Fatal(err)
 	}
-	return time.Since(start), mod.Stats()
+	return time.Since(start), mod.LineStats()
 }
 
 // BenchmarkProvision115200 is one module's provisioning against a simulator modelling 115200 baud,

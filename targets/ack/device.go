@@ -13,21 +13,18 @@ import (
 	"time"
 
 	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
 )
 
-// Steps of the provisioning cycle, as reports name them.
+// Steps of the provisioning cycle that are the ACK family's own, as reports name them; the shared
+// ones (check, issue, read back, verify, reboot, factory reset, record) are harness/device's.
 const (
 	StepHello    = "hello"
 	StepKeyGen   = "keygen"
 	StepCSR      = "csr"
-	StepIssue    = "issue"
 	StepUpload   = "upload"
 	StepCommit   = "commit"
-	StepReadBack = "read_back"
-	StepVerify   = "verify"
-	StepReboot   = "reboot"
-	StepReset    = "factory_reset"
 	StepRecover  = "recover"
 	StepExternal = "external"
 )
@@ -47,28 +44,8 @@ const (
 	maxAreaLen         = 64 << 10
 )
 
-var (
-	// ErrAlreadyProvisioned: the module holds a certificate and the caller did not ask to replace it.
-	ErrAlreadyProvisioned = errors.New("module already holds a certificate chain")
-	// ErrChainMismatch: the chain read back differs from the chain uploaded.
-	ErrChainMismatch = errors.New("chain read back differs from the chain uploaded")
-	// ErrWrongModule: HELLO reported another module model than the configured one.
-	ErrWrongModule = errors.New("module is not the configured model")
-)
-
-// StepError says which module failed at which step.
-type StepError struct {
-	Target string
-	Step   string
-	Err    error
-}
-
-func (e *StepError) Error() string { return fmt.Sprintf("%s: %s: %v", e.Target, e.Step, e.Err) }
-func (e *StepError) Unwrap() error { return e.Err }
-
-// IssueFunc turns a module's CSR into a signed chain (a station signing directly, or a signing
-// agent's client). The target names the module in the DAK's audit log.
-type IssueFunc func(ctx context.Context, target string, csrPEM []byte) (*pki.Issued, error)
+// ErrWrongModule: HELLO reported another module model than the configured one.
+var ErrWrongModule = errors.New("module is not the configured model")
 
 // Config says how to talk to one module in native mode.
 type Config struct {
@@ -80,6 +57,12 @@ type Config struct {
 	SlowTimeout     time.Duration // added for KEYGEN, CSR, COMMIT; default DefaultSlowTimeout
 	BootTimeout     time.Duration // for a restart to come back; default DefaultBootTimeout
 	Redactor        *console.Redactor
+	// Profile gives the subject the CSR must carry ([dn], CN set to the module's DSN). Provision
+	// needs it.
+	Profile *pki.Profile
+	// PowerCycle, if set, switches the module's power off and on: Provision uses it when the
+	// module falls silent, and PowerCycle is it (device.ErrUnsupported without it).
+	PowerCycle func(ctx context.Context) error
 }
 
 // Info is what HELLO reports.
@@ -102,9 +85,15 @@ type Module struct {
 
 	mu         sync.Mutex
 	info       Info
-	issued     *pki.Issued // the one chain issued for this module in this run
+	issued     *pki.Issued // the one chain issued for this module by this Module (CSR set)
 	recoveries int
 }
+
+var (
+	_ device.Device      = (*Module)(nil)
+	_ device.Identifier  = (*Module)(nil)
+	_ device.PowerCycler = (*Module)(nil)
+)
 
 // New returns a driver for the module behind rw (its serial port); tr may be nil. Call Close when
 // done, then close the port.
@@ -126,15 +115,62 @@ func New(rw io.ReadWriter, cfg Config, tr *console.Transcript) *Module {
 func (m *Module) Name() string { return m.cfg.Name }
 
 // Close stops the driver's reader; the caller closes the port.
-func (m *Module) Close() { m.t.Close() }
+func (m *Module) Close() error {
+	m.t.Close()
+	return nil
+}
 
-// Stats are the line counters, recoveries included.
-func (m *Module) Stats() Stats {
+// LineStats are the line counters, recoveries included.
+func (m *Module) LineStats() Stats {
 	s := m.t.Stats()
 	m.mu.Lock()
 	s.Recoveries = m.recoveries
 	m.mu.Unlock()
 	return s
+}
+
+// Stats are LineStats under the names the report gives them.
+func (m *Module) Stats() device.Stats {
+	s := m.LineStats()
+	return device.Stats{
+		"frames_sent":      int64(s.FramesSent),
+		"retransmissions":  int64(s.Retransmissions),
+		"naks":             int64(s.NAKs),
+		"damaged_frames":   int64(s.Damaged),
+		"timeouts":         int64(s.Timeouts),
+		"recoveries":       int64(s.Recoveries),
+		"busy_answers":     int64(s.Busy),
+		"chunks_shortened": int64(s.Shrinks),
+		"tx_bytes":         s.BytesSent,
+		"rx_bytes":         s.BytesReceived,
+	}
+}
+
+// DeviceID is the module's DSN, from HELLO.
+func (m *Module) DeviceID(ctx context.Context) (string, error) {
+	info, err := m.Hello(ctx)
+	if err != nil {
+		return "", err
+	}
+	return info.DSN, nil
+}
+
+// PowerCycle switches the module off and on (Config.PowerCycle) and waits until it answers HELLO.
+func (m *Module) PowerCycle(ctx context.Context) error {
+	if m.cfg.PowerCycle == nil {
+		return m.fail(device.StepPower, fmt.Errorf("%w: no power control for %s", device.ErrUnsupported, m.cfg.Name))
+	}
+	m.op.Lock()
+	defer m.op.Unlock()
+	if err := m.cfg.PowerCycle(ctx); err != nil {
+		return m.fail(device.StepPower, err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, m.cfg.BootTimeout)
+	defer cancel()
+	if _, err := m.helloUntil(bctx); err != nil {
+		return m.fail(device.StepPower, fmt.Errorf("module did not answer HELLO within %v after the power cycle: %w", m.cfg.BootTimeout, err))
+	}
+	return nil
 }
 
 // Issued is the chain issued (or reused) for this module in this run, if any.
@@ -151,13 +187,7 @@ func (m *Module) Info() Info {
 	return m.info
 }
 
-func (m *Module) fail(step string, err error) error {
-	var se *StepError
-	if errors.As(err, &se) {
-		return err
-	}
-	return &StepError{Target: m.cfg.Name, Step: step, Err: err}
-}
+func (m *Module) fail(step string, err error) error { return device.Fail(m.cfg.Name, step, err) }
 
 // Hello asks the module who it is and what state it is in.
 func (m *Module) Hello(ctx context.Context) (Info, error) {
@@ -262,8 +292,8 @@ func (m *Module) readArea(ctx context.Context, area string, want int) ([]byte, e
 	return data, nil
 }
 
-// ReadChain reads the stored certificate chain PEM, exactly as the module holds it.
-func (m *Module) ReadChain(ctx context.Context) ([]byte, error) {
+// ReadChainPEM reads the stored certificate chain PEM, exactly as the module holds it.
+func (m *Module) ReadChainPEM(ctx context.Context) ([]byte, error) {
 	m.op.Lock()
 	defer m.op.Unlock()
 	if m.Info().MaxChunk == 0 {
@@ -273,51 +303,86 @@ func (m *Module) ReadChain(ctx context.Context) ([]byte, error) {
 	}
 	data, err := m.readArea(ctx, "cert", -1)
 	if err != nil {
-		return nil, m.fail(StepReadBack, err)
+		return nil, m.fail(device.StepReadBack, err)
 	}
 	return data, nil
 }
 
-// Verify checks what the module holds: provisioned, the chain read back has the SHA-256 HELLO
-// reports, verifies to opts.Roots, and its leaf's CN is the module's DSN. It returns the chain.
-func (m *Module) Verify(ctx context.Context, opts Options) ([]*x509.Certificate, error) {
+// ReadChain reads the chain the module holds and checks it against what the module says of
+// itself: HELLO reports it provisioned (else device.ErrNoChain), the bytes read have the SHA-256
+// HELLO reports, and the leaf's CN is the module's DSN.
+func (m *Module) ReadChain(ctx context.Context) ([]*x509.Certificate, error) {
+	chain, _, err := m.readChecked(ctx)
+	return chain, err
+}
+
+// readChecked is ReadChain, also returning the bytes read.
+func (m *Module) readChecked(ctx context.Context) ([]*x509.Certificate, []byte, error) {
 	m.op.Lock()
 	defer m.op.Unlock()
 	info, err := m.hello(ctx)
 	if err != nil {
-		return nil, m.fail(StepHello, err)
+		return nil, nil, m.fail(StepHello, err)
 	}
+	chain, raw, err := m.readHeld(ctx, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkCN(chain, info); err != nil {
+		return nil, nil, m.fail(device.StepVerify, err)
+	}
+	return chain, raw, nil
+}
+
+// readHeld reads the chain of a module HELLO reported as info: device.ErrNoChain unless it is
+// provisioned; the bytes read must have the SHA-256 it reports.
+func (m *Module) readHeld(ctx context.Context, info Info) ([]*x509.Certificate, []byte, error) {
 	if info.State != StateProvisioned {
-		return nil, m.fail(StepVerify, fmt.Errorf("module %s is %s, not provisioned", info.DSN, info.State))
+		return nil, nil, m.fail(device.StepReadBack, fmt.Errorf("%w (module %s is %s)", device.ErrNoChain, info.DSN, info.State))
 	}
 	raw, err := m.readArea(ctx, "cert", -1)
 	if err != nil {
-		return nil, m.fail(StepReadBack, err)
+		return nil, nil, m.fail(device.StepReadBack, err)
 	}
 	if got := sha256Hex(raw); got != info.CertSHA256 {
-		return nil, m.fail(StepReadBack, fmt.Errorf("chain read back (%d bytes) has SHA-256 %s, the module reports %s", len(raw), got, info.CertSHA256))
+		return nil, raw, m.fail(device.StepReadBack, fmt.Errorf("%w: %d bytes read back with SHA-256 %s, the module reports %s",
+			device.ErrChainMismatch, len(raw), got, info.CertSHA256))
 	}
 	chain, err := pki.ParseChainPEM(raw)
 	if err != nil {
-		return nil, m.fail(StepVerify, fmt.Errorf("parsing the chain read back: %w", err))
+		return nil, raw, m.fail(device.StepReadBack, fmt.Errorf("parsing the chain read back: %w", err))
 	}
-	if err := pki.VerifyChain(chain, opts.Roots, opts.now()); err != nil {
-		return nil, m.fail(StepVerify, err)
-	}
-	if cn := chain[0].Subject.CommonName; cn != info.DSN {
-		return nil, m.fail(StepVerify, fmt.Errorf("leaf CN is %q, the module's DSN is %q", cn, info.DSN))
-	}
-	return chain, nil
+	return chain, raw, nil
 }
 
-// Reboot restarts the module and waits for it to come back.
-func (m *Module) Reboot(ctx context.Context) (Info, error) {
-	return m.restart(ctx, StepReboot, "REBOOT")
+func checkCN(chain []*x509.Certificate, info Info) error {
+	if cn := chain[0].Subject.CommonName; cn != info.DSN {
+		return fmt.Errorf("leaf CN is %q, the module's DSN is %q", cn, info.DSN)
+	}
+	return nil
+}
+
+// Verify reads the chain back (ReadChain: HELLO's state and digest, CN = DSN) and checks it with
+// device.Verify: identical to want's (when given), its leaf holding the key of want's CSR, a
+// valid path to the roots at now.
+func (m *Module) Verify(ctx context.Context, want *pki.Issued, roots []*x509.Certificate, now time.Time) error {
+	chain, err := m.ReadChain(ctx)
+	if err != nil {
+		return err
+	}
+	return device.VerifyStep(m.cfg.Name, chain, want, roots, now)
+}
+
+// Reboot restarts the module and waits for it to come back (Info has what it reports then).
+func (m *Module) Reboot(ctx context.Context) error {
+	_, err := m.restart(ctx, device.StepReboot, "REBOOT")
+	return err
 }
 
 // FactoryReset erases the module's user data (not its key or certificate) and waits for it.
-func (m *Module) FactoryReset(ctx context.Context) (Info, error) {
-	return m.restart(ctx, StepReset, "FACTORY_RESET")
+func (m *Module) FactoryReset(ctx context.Context) error {
+	_, err := m.restart(ctx, device.StepReset, "FACTORY_RESET")
+	return err
 }
 
 // restart sends verb, then waits for the BOOT event (the proof the module went down) and HELLO.

@@ -12,15 +12,19 @@
 //     for them and grow back on a clean one (chunk.go). Every byte goes to the transcript; Stats
 //     counts sends, retransmissions, NAKs, damaged frames, timeouts, busy answers and bytes.
 //   - Module (device.go, provision.go): HELLO, KEYGEN, CSR, issue, upload (BEGIN, DATA, COMMIT),
-//     read back and verify. One signature per Module: a chain issued in this run (or the station's
-//     record of an earlier one, Options.Previous) is uploaded again when its leaf holds the
-//     module's key. After a restart (or, with Options.PowerCycle, a silence) Provision goes on from
-//     the state HELLO reports, at most MaxRecoveries times.
+//     read back and verify, by harness/device's exactly-once rules: a provisioned module holding
+//     the chain the ledger records for its key is verified and reported Already, any other chain
+//     is refused unless Reprovision; a keyed module keeps its key and gets the chain the ledger
+//     recorded for it (no new signature). After a restart (or, with Config.PowerCycle, a silence)
+//     Provision goes on from the state HELLO reports, at most MaxRecoveries times.
 //
-// External mode (external.go) runs the vendor's tool from an argv template and trusts it only
-// when it exits 0, prints a line matching a success pattern and none matching a failure pattern.
-// The caller closes the serial port before the tool runs and reopens it for Module.Verify.
+// Session (native) and ExternalSession (external mode) are the family's device.Device: Open and
+// OpenExternal open a bench target's port, transcript and power control. External mode
+// (external.go) runs the vendor's tool from an argv template and trusts it only when it exits 0,
+// prints a line matching a success pattern and none matching a failure pattern; the port is
+// closed while it runs and reopened for the native read-back and verification. The tool signs,
+// not the station: nothing goes through the Issuer or the ledger.
 //
-// Errors name the target and step (*StepError). Nothing is issued after a protocol failure, and
-// the PIN file's content is never written anywhere (only its path goes to the tool).
+// Errors name the target and step (*device.StepError). Nothing is issued after a protocol
+// failure, and the PIN file's content is never written anywhere (only its path goes to the tool).
 package ack

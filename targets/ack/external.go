@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"hilbench/harness/console"
+	"hilbench/harness/device"
 )
 
 // External mode defaults.
@@ -105,7 +106,7 @@ func ExpandCommand(tmpl []string, p ExternalParams) ([]string, error) {
 // matching a failure pattern. The PIN file's content is never read into anything but a redactor:
 // if the tool prints it, the transcript and errors show [REDACTED].
 func RunExternal(ctx context.Context, cfg ExternalConfig, p ExternalParams, tr *console.Transcript, red *console.Redactor) (*ExternalResult, error) {
-	fail := func(err error) error { return &StepError{Target: p.Target, Step: StepExternal, Err: err} }
+	fail := func(err error) error { return device.Fail(p.Target, StepExternal, err) }
 	if len(cfg.SuccessPatterns) == 0 {
 		return nil, fail(errors.New("no success patterns: an exit status alone is not trusted"))
 	}

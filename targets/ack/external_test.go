@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/targets/ack"
 )
 
@@ -76,7 +77,7 @@ func TestExternalFailures(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			_, err := ack.RunExternal(context.Background(), externalConfig(script(t, dir, tc.body)), externalParams(dir), nil, nil)
-			var se *ack.StepError
+			var se *device.StepError
 			if !errors.As(err, &se) || se.Step != ack.StepExternal || !errors.Is(err, ack.ErrExternalFailed) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}

@@ -3,17 +3,20 @@ package ack_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/elliptic"
 	"crypto/x509"
 	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer/softdak"
 	"hilbench/targets/ack"
@@ -24,10 +27,22 @@ func testConfig() ack.Config {
 	return ack.Config{Name: "dut1", Module: "ACK-SIM-MW1", ExchangeTimeout: 60 * time.Millisecond, SlowTimeout: 40 * time.Millisecond, BootTimeout: 3 * time.Second}
 }
 
+// testProfile is the ACK product profile, the CSR subject's source.
+var testProfile = sync.OnceValues(func() (*pki.Profile, error) {
+	return pki.LoadProfile(filepath.Join("..", "..", "fixtures", "profiles", "ack-product.conf"), pki.ProfileOptions{PerDeviceFields: []string{"CN"}})
+})
+
 func newModule(t *testing.T, cfg ack.Config, tr *console.Transcript) (*fakeModule, *ack.Module) {
+	if cfg.Profile == nil {
+		prof, err := testProfile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Profile = prof
+	}
 	f, host := newFake(t)
 	m := ack.New(host, cfg, tr)
-	t.Cleanup(m.Close)
+	t.Cleanup(func() { m.Close() })
 	return f, m
 }
 
@@ -37,12 +52,16 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// station is a development DAK, the ACK product profile and an issuer that counts its calls.
+// station is a development DAK, the ACK product profile and an issuer that counts its calls. It
+// keeps no ledger: Lookup knows nothing, Stored and Verified are counted (targets/ has the tests
+// of the ledger's rules).
 type station struct {
-	issuer  *pki.Issuer
-	roots   []*x509.Certificate
-	profile *pki.Profile
-	calls   atomic.Int32
+	issuer   *pki.Issuer
+	roots    []*x509.Certificate
+	profile  *pki.Profile
+	calls    atomic.Int32
+	stored   atomic.Int32
+	verified atomic.Int32
 }
 
 func newStation(t testing.TB) *station {
@@ -62,14 +81,20 @@ func newStation(t testing.TB) *station {
 	return &station{issuer: &pki.Issuer{Profile: prof, Signer: dak, CA: dak.Certificate()}, roots: []*x509.Certificate{r.Root}, profile: prof}
 }
 
-func (s *station) issue(_ context.Context, target string, csrPEM []byte) (*pki.Issued, error) {
+func (s *station) Issue(_ context.Context, req device.IssueRequest) (*pki.Issued, error) {
 	s.calls.Add(1)
-	return s.issuer.Issue(csrPEM)
+	return s.issuer.Issue(req.CSRPEM)
 }
-
-func (s *station) opts() ack.Options {
-	return ack.Options{Roots: s.roots, Profile: s.profile}
+func (s *station) Lookup(context.Context, crypto.PublicKey) (*device.Known, error) { return nil, nil }
+func (s *station) Stored(context.Context, *x509.Certificate) error {
+	s.stored.Add(1)
+	return nil
 }
+func (s *station) Verified(context.Context, *x509.Certificate) error {
+	s.verified.Add(1)
+	return nil
+}
+func (s *station) Roots() []*x509.Certificate { return s.roots }
 
 func TestHello(t *testing.T) {
 	var buf bytes.Buffer
@@ -87,9 +112,13 @@ func TestHello(t *testing.T) {
 	if !strings.Contains(buf.String(), `dut1 > "!HA1|01|HELLO|`) || !strings.Contains(buf.String(), `dut1 < "!HA1|01|OK|`) {
 		t.Errorf("transcript lacks the exchange:\n%s", buf.String())
 	}
-	s := m.Stats()
+	s := m.LineStats()
 	if s.FramesSent != 1 || s.Retransmissions != 0 || s.BytesSent == 0 || s.BytesReceived == 0 {
 		t.Errorf("stats %+v", s)
+	}
+	ds := m.Stats()
+	if ds["frames_sent"] != 1 || ds["tx_bytes"] != s.BytesSent || ds["rx_bytes"] != s.BytesReceived || len(ds) != 10 {
+		t.Errorf("report stats %v", ds)
 	}
 }
 
@@ -123,7 +152,7 @@ func TestRetransmission(t *testing.T) {
 		if _, err := m.Hello(ctx(t)); err != nil {
 			t.Fatalf("action %d: %v", tc.act, err)
 		}
-		s := m.Stats()
+		s := m.LineStats()
 		if s.FramesSent != 2 || s.Retransmissions != 1 || !tc.want(s) {
 			t.Errorf("action %d: stats %+v", tc.act, s)
 		}
@@ -140,7 +169,7 @@ func TestGiveUpAfterEightSends(t *testing.T) {
 	if !errors.Is(err, ack.ErrNoAnswer) || !strings.Contains(err.Error(), "HELLO") || !strings.Contains(err.Error(), "8 sends") {
 		t.Fatalf("err = %v", err)
 	}
-	if s := m.Stats(); s.FramesSent != 8 || s.Retransmissions != 7 || s.Timeouts != 8 {
+	if s := m.LineStats(); s.FramesSent != 8 || s.Retransmissions != 7 || s.Timeouts != 8 {
 		t.Errorf("stats %+v", s)
 	}
 }
@@ -152,7 +181,7 @@ func TestWrongDialect(t *testing.T) {
 	if !errors.Is(err, ack.ErrWrongDialect) || !strings.Contains(err.Error(), "module speaks HA2; hilbench speaks HA1") {
 		t.Fatalf("err = %v", err)
 	}
-	if s := m.Stats(); s.FramesSent != 1 {
+	if s := m.LineStats(); s.FramesSent != 1 {
 		t.Errorf("a dialect mismatch was retried: %+v", s)
 	}
 }
@@ -170,7 +199,7 @@ func TestForeignShapeNeedsRepeats(t *testing.T) {
 	if _, err := m.Hello(ctx(t)); err != nil {
 		t.Fatalf("one foreign-looking answer: %v", err)
 	}
-	if s := m.Stats(); s.Damaged != 1 || s.Retransmissions != 1 {
+	if s := m.LineStats(); s.Damaged != 1 || s.Retransmissions != 1 {
 		t.Errorf("stats %+v; want 1 damaged answer, 1 retransmission", s)
 	}
 
@@ -180,7 +209,7 @@ func TestForeignShapeNeedsRepeats(t *testing.T) {
 	if !errors.Is(err, ack.ErrWrongDialect) || !strings.Contains(err.Error(), "module speaks HA2") || !strings.Contains(err.Error(), "3 answers in a row") {
 		t.Fatalf("err = %v", err)
 	}
-	if s := m.Stats(); s.FramesSent != 3 {
+	if s := m.LineStats(); s.FramesSent != 3 {
 		t.Errorf("sent %d frames; want 3", s.FramesSent)
 	}
 }
@@ -200,55 +229,60 @@ func TestProvision(t *testing.T) {
 	tr := console.NewTranscript(&buf, nil)
 	f, m := newModule(t, testConfig(), tr)
 	var steps []string
-	opts := st.opts()
-	opts.Progress = func(_, step string) { steps = append(steps, step) }
-	issued, err := m.Provision(ctx(t), st.issue, opts)
+	opts := device.Options{Progress: func(_, step string) { steps = append(steps, step) }}
+	res, err := m.Provision(ctx(t), st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.calls.Load() != 1 || !bytes.Equal(f.cert, issued.ChainPEM) || issued.Certificate.Subject.CommonName != "G0X1234" {
-		t.Fatalf("calls %d, stored %d bytes, cn %q", st.calls.Load(), len(f.cert), issued.Certificate.Subject.CommonName)
+	issued := res.Issued
+	if st.calls.Load() != 1 || !bytes.Equal(f.cert, issued.ChainPEM) || issued.Certificate.Subject.CommonName != "G0X1234" || res.Already || res.Reused {
+		t.Fatalf("calls %d, stored %d bytes, cn %q, result %+v", st.calls.Load(), len(f.cert), issued.Certificate.Subject.CommonName, res)
 	}
-	wantSteps := []string{ack.StepHello, ack.StepKeyGen, ack.StepCSR, ack.StepIssue, ack.StepUpload, ack.StepCommit, ack.StepReadBack, ack.StepVerify}
+	if st.stored.Load() != 1 || st.verified.Load() != 1 {
+		t.Errorf("ledger told stored %d, verified %d times; want once each", st.stored.Load(), st.verified.Load())
+	}
+	wantSteps := []string{ack.StepHello, ack.StepKeyGen, ack.StepCSR, device.StepIssue, ack.StepUpload, ack.StepCommit, device.StepReadBack, device.StepVerify}
 	if !slices.Equal(steps, wantSteps) {
 		t.Errorf("steps %v, want %v", steps, wantSteps)
 	}
 	if len(issued.ChainPEM) <= 2*200 {
 		t.Errorf("chain of %d bytes does not exercise several chunks", len(issued.ChainPEM))
 	}
-	if s := m.Stats(); s.Retransmissions != 0 || s.Recoveries != 0 {
+	if s := m.LineStats(); s.Retransmissions != 0 || s.Recoveries != 0 {
 		t.Errorf("stats %+v", s)
 	}
 
-	chain, err := m.Verify(ctx(t), opts)
-	if err != nil || len(chain) != 2 {
+	if err := m.Verify(ctx(t), issued, st.roots, time.Now()); err != nil {
 		t.Fatalf("verify: %v", err)
 	}
-	info, err := m.Reboot(ctx(t))
-	if err != nil || info.State != ack.StateProvisioned {
-		t.Fatalf("reboot: %+v %v", info, err)
+	if err := m.Reboot(ctx(t)); err != nil || m.Info().State != ack.StateProvisioned {
+		t.Fatalf("reboot: %+v %v", m.Info(), err)
 	}
-	if info, err = m.FactoryReset(ctx(t)); err != nil || info.State != ack.StateProvisioned {
-		t.Fatalf("factory reset: %+v %v", info, err)
+	if err := m.FactoryReset(ctx(t)); err != nil || m.Info().State != ack.StateProvisioned {
+		t.Fatalf("factory reset: %+v %v", m.Info(), err)
 	}
-	if _, err := m.Verify(ctx(t), opts); err != nil {
+	if err := m.Verify(ctx(t), issued, st.roots, time.Now()); err != nil {
 		t.Fatalf("verify after reset: %v", err)
 	}
-	raw, err := m.ReadChain(ctx(t))
-	if err != nil || !bytes.Equal(raw, issued.ChainPEM) {
+	chain, err := m.ReadChain(ctx(t))
+	if err != nil || !device.SameChain(chain, issued.Chain) {
 		t.Fatalf("read chain: %v", err)
 	}
+	raw, err := m.ReadChainPEM(ctx(t))
+	if err != nil || !bytes.Equal(raw, issued.ChainPEM) {
+		t.Fatalf("read chain PEM: %v", err)
+	}
 
-	// A second run on a provisioned module stops, and signs nothing.
+	// A second run on a provisioned module whose chain the ledger does not know stops at the
+	// check, and signs nothing.
 	_, m2 := newModuleOn(t, f)
-	_, err = m2.Provision(ctx(t), st.issue, opts)
-	if !errors.Is(err, ack.ErrAlreadyProvisioned) || st.calls.Load() != 1 {
+	_, err = m2.Provision(ctx(t), st, device.Options{})
+	if !errors.Is(err, device.ErrAlreadyProvisioned) || device.StepOf(err) != device.StepCheck || !strings.Contains(err.Error(), pki.Fingerprint(issued.Certificate)) || st.calls.Load() != 1 {
 		t.Fatalf("second provision: %v (calls %d)", err, st.calls.Load())
 	}
 	// Unless asked to: a new key, a new chain.
-	opts.Reprovision = true
-	again, err := m2.Provision(ctx(t), st.issue, opts)
-	if err != nil || st.calls.Load() != 2 || again.Certificate.Equal(issued.Certificate) {
+	again, err := m2.Provision(ctx(t), st, device.Options{Reprovision: true})
+	if err != nil || st.calls.Load() != 2 || again.Issued.Certificate.Equal(issued.Certificate) {
 		t.Fatalf("reprovision: %v (calls %d)", err, st.calls.Load())
 	}
 	tr.Close()
@@ -281,13 +315,13 @@ func TestProvisionExactlyOnceUnderLoss(t *testing.T) {
 		}
 		return actNormal
 	})
-	if _, err := m.Provision(ctx(t), st.issue, st.opts()); err != nil {
+	if _, err := m.Provision(ctx(t), st, device.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if twice := f.executedTwice(); len(twice) > 0 {
 		t.Errorf("requests executed twice: %v", twice)
 	}
-	s := m.Stats()
+	s := m.LineStats()
 	if s.Retransmissions == 0 || s.Timeouts == 0 || s.NAKs == 0 || s.Damaged == 0 || s.Retransmissions != s.Timeouts+s.NAKs+s.Damaged {
 		t.Errorf("stats %+v", s)
 	}
@@ -324,20 +358,20 @@ func TestProvisionRecoversFromBoot(t *testing.T) {
 				return actNormal
 			})
 			var recovers int
-			opts := st.opts()
-			opts.Progress = func(_, step string) {
+			opts := device.Options{Progress: func(_, step string) {
 				if step == ack.StepRecover {
 					recovers++
 				}
-			}
-			issued, err := m.Provision(ctx(t), st.issue, opts)
+			}}
+			res, err := m.Provision(ctx(t), st, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
+			issued := res.Issued
 			if !bytes.Equal(f.cert, issued.ChainPEM) || st.calls.Load() != 1 {
 				t.Errorf("stored %d bytes, issued %d times", len(f.cert), st.calls.Load())
 			}
-			if s := m.Stats(); s.Recoveries != 1 || recovers != 1 {
+			if s := m.LineStats(); s.Recoveries != 1 || recovers != 1 {
 				t.Errorf("recoveries %d, progress %d", s.Recoveries, recovers)
 			}
 			if f.verbCount("KEYGEN") != 1 {
@@ -356,45 +390,58 @@ func TestProvisionGivesUpAfterThreeRecoveries(t *testing.T) {
 		}
 		return actNormal
 	})
-	_, err := m.Provision(ctx(t), st.issue, st.opts())
-	var se *ack.StepError
+	_, err := m.Provision(ctx(t), st, device.Options{})
+	var se *device.StepError
 	if !errors.As(err, &se) || se.Step != ack.StepRecover || !errors.Is(err, ack.ErrModuleRestarted) || !strings.Contains(err.Error(), "3 recoveries") {
 		t.Fatalf("err = %v", err)
 	}
-	if m.Stats().Recoveries != 3 || st.calls.Load() != 1 {
-		t.Errorf("recoveries %d, issued %d times", m.Stats().Recoveries, st.calls.Load())
+	if m.LineStats().Recoveries != 3 || st.calls.Load() != 1 {
+		t.Errorf("recoveries %d, issued %d times", m.LineStats().Recoveries, st.calls.Load())
 	}
 }
 
 func TestProvisionPowerCyclesASilentModule(t *testing.T) {
-	st := newStation(t)
-	f, m := newModule(t, testConfig(), nil)
-	datas := 0 // act runs under the fake's lock: count here, not with verbCount
-	f.setAct(func(n int, verb string) action {
-		if verb == "DATA" {
-			if datas++; datas == 2 || datas == 5 {
-				return actSilence
+	silentAtDATA2 := func(f *fakeModule) {
+		datas := 0 // act runs under the fake's lock: count here, not with verbCount
+		f.setAct(func(n int, verb string) action {
+			if verb == "DATA" {
+				if datas++; datas == 2 {
+					return actSilence
+				}
 			}
-		}
-		return actNormal
-	})
+			return actNormal
+		})
+	}
 
 	// Without a power switch a silence is an error naming the verb.
-	_, err := m.Provision(ctx(t), st.issue, st.opts())
+	st := newStation(t)
+	f, m := newModule(t, testConfig(), nil)
+	silentAtDATA2(f)
+	_, err := m.Provision(ctx(t), st, device.Options{})
 	if !errors.Is(err, ack.ErrNoAnswer) || !strings.Contains(err.Error(), "DATA") {
 		t.Fatalf("err = %v", err)
 	}
-	f.powerCycle()
+	if err := m.PowerCycle(ctx(t)); !errors.Is(err, device.ErrUnsupported) {
+		t.Errorf("PowerCycle without a switch = %v, want ErrUnsupported", err)
+	}
 
+	// With one, the module is cycled once and provisioning goes on.
+	st = newStation(t)
 	var cycles int
-	opts := st.opts()
-	opts.PowerCycle = func(context.Context) error { cycles++; f.powerCycle(); return nil }
-	issued, err := m.Provision(ctx(t), st.issue, opts)
+	var f2 *fakeModule
+	cfg := testConfig()
+	cfg.PowerCycle = func(context.Context) error { cycles++; f2.powerCycle(); return nil }
+	f2, m = newModule(t, cfg, nil)
+	silentAtDATA2(f2)
+	res, err := m.Provision(ctx(t), st, device.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cycles != 1 || m.Stats().Recoveries != 1 || st.calls.Load() != 1 || !bytes.Equal(f.cert, issued.ChainPEM) {
-		t.Errorf("cycles %d, recoveries %d, issued %d times", cycles, m.Stats().Recoveries, st.calls.Load())
+	if cycles != 1 || m.LineStats().Recoveries != 1 || st.calls.Load() != 1 || !bytes.Equal(f2.cert, res.Issued.ChainPEM) {
+		t.Errorf("cycles %d, recoveries %d, issued %d times", cycles, m.LineStats().Recoveries, st.calls.Load())
+	}
+	if err := m.PowerCycle(ctx(t)); err != nil || cycles != 2 {
+		t.Errorf("PowerCycle: %v (cycles %d)", err, cycles)
 	}
 }
 
@@ -402,9 +449,9 @@ func TestProvisionBadCSRUploadsNothing(t *testing.T) {
 	st := newStation(t)
 	f, m := newModule(t, testConfig(), nil)
 	f.curve = elliptic.P384()
-	_, err := m.Provision(ctx(t), st.issue, st.opts())
-	var se *ack.StepError
-	if !errors.As(err, &se) || se.Step != ack.StepIssue || !errors.Is(err, pki.ErrCSRCurve) {
+	_, err := m.Provision(ctx(t), st, device.Options{})
+	var se *device.StepError
+	if !errors.As(err, &se) || se.Step != device.StepIssue || !errors.Is(err, pki.ErrCSRCurve) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, v := range []string{"BEGIN", "DATA", "COMMIT"} {
@@ -427,55 +474,29 @@ func TestProvisionIssuesOncePerModule(t *testing.T) {
 		}
 		return actNormal
 	})
-	if _, err := m.Provision(ctx(t), st.issue, st.opts()); !errors.Is(err, ack.ErrWrongDialect) {
+	if _, err := m.Provision(ctx(t), st, device.Options{}); !errors.Is(err, ack.ErrWrongDialect) {
 		t.Fatalf("err = %v", err)
 	}
 	// A retry on the same Module reuses the chain.
 	f.setAct(nil)
-	if _, err := m.Provision(ctx(t), st.issue, st.opts()); err != nil || st.calls.Load() != 1 {
+	if _, err := m.Provision(ctx(t), st, device.Options{}); err != nil || st.calls.Load() != 1 {
 		t.Fatalf("retry: %v, issued %d times", err, st.calls.Load())
 	}
 	// The module makes a new key behind the driver's back: no second signature.
 	f.mu.Lock()
 	f.key, f.cert = nil, nil
 	f.mu.Unlock()
-	_, err := m.Provision(ctx(t), st.issue, st.opts())
+	_, err := m.Provision(ctx(t), st, device.Options{})
 	if err == nil || !strings.Contains(err.Error(), "refusing a second signature") || st.calls.Load() != 1 {
 		t.Fatalf("new key: %v, issued %d times", err, st.calls.Load())
-	}
-}
-
-func TestProvisionReusesPreviousChain(t *testing.T) {
-	st := newStation(t)
-	f, m := newModule(t, testConfig(), nil)
-	issued, err := m.Provision(ctx(t), st.issue, st.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Next run: the key survived, the certificate did not (a power loss before COMMIT's write).
-	f2, m2 := newModuleOn(t, f)
-	f2.cert = nil
-	opts := st.opts()
-	opts.Previous = issued
-	again, err := m2.Provision(ctx(t), st.issue, opts)
-	if err != nil || again != issued || st.calls.Load() != 1 || !bytes.Equal(f2.cert, issued.ChainPEM) {
-		t.Fatalf("resume: %v, issued %d times", err, st.calls.Load())
-	}
-	if f2.verbCount("KEYGEN") != 0 {
-		t.Error("a keyed module got a new key")
-	}
-	// A provisioned module holding the previous chain is verified, not refused.
-	_, m3 := newModuleOn(t, f2)
-	if got, err := m3.Provision(ctx(t), st.issue, opts); err != nil || got != issued || st.calls.Load() != 1 {
-		t.Fatalf("already holds the previous chain: %v", err)
 	}
 }
 
 func TestVerifyRefusesUnprovisioned(t *testing.T) {
 	st := newStation(t)
 	_, m := newModule(t, testConfig(), nil)
-	_, err := m.Verify(ctx(t), st.opts())
-	if err == nil || !strings.Contains(err.Error(), "blank, not provisioned") {
+	err := m.Verify(ctx(t), nil, st.roots, time.Now())
+	if !errors.Is(err, device.ErrNoChain) || !strings.Contains(err.Error(), "is blank") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -485,7 +506,7 @@ func TestRebootWithoutBootFails(t *testing.T) {
 	cfg.BootTimeout = 300 * time.Millisecond
 	f, m := newModule(t, cfg, nil)
 	f.noRestart = true // answers OK and stays up
-	_, err := m.Reboot(ctx(t))
+	err := m.Reboot(ctx(t))
 	if err == nil || !strings.Contains(err.Error(), "did not restart") {
 		t.Fatalf("err = %v", err)
 	}
@@ -495,13 +516,16 @@ func TestCorruptReadBackFails(t *testing.T) {
 	st := newStation(t)
 	f, m := newModule(t, testConfig(), nil)
 	f.corruptCert = true
-	_, err := m.Provision(ctx(t), st.issue, st.opts())
-	var se *ack.StepError
-	if !errors.As(err, &se) || se.Step != ack.StepReadBack || !errors.Is(err, ack.ErrChainMismatch) {
+	_, err := m.Provision(ctx(t), st, device.Options{})
+	var se *device.StepError
+	if !errors.As(err, &se) || se.Step != device.StepReadBack || !errors.Is(err, device.ErrChainMismatch) || !strings.Contains(err.Error(), "the module reports") {
 		t.Fatalf("provision: %v", err)
 	}
-	if _, err := m.Verify(ctx(t), st.opts()); err == nil || !strings.Contains(err.Error(), "the module reports") {
-		t.Fatalf("verify: %v", err)
+	if st.stored.Load() != 1 || st.verified.Load() != 0 {
+		t.Errorf("ledger told stored %d, verified %d times; want stored only", st.stored.Load(), st.verified.Load())
+	}
+	if _, err := m.ReadChain(ctx(t)); err == nil || !strings.Contains(err.Error(), "the module reports") {
+		t.Fatalf("read chain: %v", err)
 	}
 }
 

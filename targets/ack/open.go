@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +13,10 @@ import (
 
 	"hilbench/harness/bench"
 	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/link"
+	"hilbench/harness/pki"
+	"hilbench/targets/internal/benchpower"
 )
 
 // ConfigFromBench turns a bench target into a native-mode driver config. The model the module must
@@ -104,7 +107,9 @@ func ReadProduct(path string) (Product, error) {
 	return p, sc.Err()
 }
 
-// Session is an open module: its port, transcript and driver.
+// Session is an open module in native mode: its port, transcript, power control and driver. It
+// is a device.Device, device.Identifier and device.PowerCycler (device.ErrUnsupported when the
+// bench gives the target no power section).
 type Session struct {
 	*Module
 	t          *bench.Target
@@ -112,16 +117,32 @@ type Session struct {
 	port       *link.Port
 	transcript *console.Transcript
 	redact     *console.Redactor
+	power      *benchpower.Lazy
 }
 
+var (
+	_ device.Device      = (*Session)(nil)
+	_ device.Identifier  = (*Session)(nil)
+	_ device.PowerCycler = (*Session)(nil)
+)
+
 // Open opens a bench target's serial port and returns its native-mode driver. The transcript of
-// every byte goes to <outDir>/<name>.transcript (none when outDir is empty).
-func Open(ctx context.Context, t *bench.Target, outDir string, redact *console.Redactor) (*Session, error) {
+// every byte goes to <outDir>/<name>.transcript (none when outDir is empty). profile is the
+// product profile the CSR's subject comes from (Provision needs it; reading and verifying do not).
+func Open(ctx context.Context, t *bench.Target, outDir string, redact *console.Redactor, profile *pki.Profile) (*Session, error) {
 	cfg, err := ConfigFromBench(t, redact)
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{t: t, cfg: cfg, redact: redact}
+	cfg.Profile = profile
+	s := &Session{t: t, redact: redact}
+	if s.power, err = benchpower.For(t); err != nil {
+		return nil, err
+	}
+	if s.power != nil {
+		cfg.PowerCycle = s.power.Cycle
+	}
+	s.cfg = cfg
 	if outDir != "" {
 		if err := os.MkdirAll(outDir, 0o755); err != nil {
 			return nil, err
@@ -140,7 +161,7 @@ func Open(ctx context.Context, t *bench.Target, outDir string, redact *console.R
 func (s *Session) openPort(ctx context.Context) error {
 	port, err := link.Open(ctx, link.ConfigFromBench(s.t.Console))
 	if err != nil {
-		return &StepError{Target: s.t.Name, Step: StepHello, Err: fmt.Errorf("opening the module's UART: %w", err)}
+		return device.Fail(s.t.Name, device.StepOpen, fmt.Errorf("opening the module's UART: %w", err))
 	}
 	s.port = port
 	s.Module = New(port, s.cfg, s.transcript)
@@ -164,45 +185,81 @@ func (s *Session) closeTranscript() error {
 	return s.transcript.Close()
 }
 
-// Close closes the port and the transcript.
+// Close closes the port, the power control and the transcript.
 func (s *Session) Close() error {
 	err := s.closePort()
+	if perr := s.power.Close(); err == nil {
+		err = perr
+	}
 	if terr := s.closeTranscript(); err == nil {
 		err = terr
 	}
 	return err
 }
 
-// ProvisionExternal lets the vendor's tool provision the module: the port is closed while the tool
-// runs (it opens the port itself), then reopened, and the identity is read back and verified
-// natively. The tool's word alone never counts as success.
-func (s *Session) ProvisionExternal(ctx context.Context, opts Options) ([]*x509.Certificate, *ExternalResult, error) {
-	xcfg, err := ExternalFromBench(s.t)
+// ExternalSession is an open module in external mode: Provision runs the vendor's tool, and
+// everything else (reading, verifying, restarting) is native, as Session does it.
+type ExternalSession struct {
+	*Session
+	xcfg ExternalConfig
+}
+
+var (
+	_ device.Device      = (*ExternalSession)(nil)
+	_ device.Identifier  = (*ExternalSession)(nil)
+	_ device.PowerCycler = (*ExternalSession)(nil)
+)
+
+// OpenExternal opens an external-mode target (ack.external in the bench file).
+func OpenExternal(ctx context.Context, t *bench.Target, outDir string, redact *console.Redactor) (*ExternalSession, error) {
+	xcfg, err := ExternalFromBench(t)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	progress := func(step string) {
-		if opts.Progress != nil {
-			opts.Progress(s.t.Name, step)
-		}
+	s, err := Open(ctx, t, outDir, redact, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &ExternalSession{Session: s, xcfg: xcfg}, nil
+}
+
+// Provision lets the vendor's tool provision the module: the port is closed while the tool runs
+// (it opens the port itself), then reopened, and the chain is read back (HELLO's state and
+// digest, CN = DSN) and verified to iss.Roots() natively. The tool's word alone never counts.
+//
+// The tool signs with its own DAK access, not through iss: nothing is issued, reserved or recorded
+// in the ledger (no Issue, Stored or Verified). The Result's Issued is built from the chain read
+// back (its CSR is nil). A module already holding a chain is refused unless opts.Reprovision.
+func (s *ExternalSession) Provision(ctx context.Context, iss device.Issuer, opts device.Options) (*device.Result, error) {
+	name := s.t.Name
+	if iss == nil {
+		return nil, device.Fail(name, device.StepVerify, errors.New("no issuer given: its roots are what the chain must verify to"))
 	}
 	// The DSN is known before the tool runs, for the {dsn} placeholder and the report.
-	progress(StepHello)
+	opts.Step(name, StepHello)
 	info, err := s.Hello(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if info.State == StateProvisioned && !opts.Reprovision {
-		return nil, nil, &StepError{Target: s.t.Name, Step: StepHello, Err: fmt.Errorf("%w (DSN %s)", ErrAlreadyProvisioned, info.DSN)}
+		opts.Step(name, device.StepCheck)
+		why := fmt.Sprintf("DSN %s, chain SHA-256 %s", info.DSN, info.CertSHA256)
+		if chain, err := s.ReadChain(ctx); err == nil {
+			why = fmt.Sprintf("DSN %s, leaf serial %s, SHA-256 %s", info.DSN, chain[0].SerialNumber.Text(16), pki.Fingerprint(chain[0]))
+		}
+		return nil, device.Fail(name, device.StepCheck, fmt.Errorf("%w (%s); pass --reprovision to replace it", device.ErrAlreadyProvisioned, why))
 	}
 	if err := s.closePort(); err != nil {
-		return nil, nil, &StepError{Target: s.t.Name, Step: StepExternal, Err: fmt.Errorf("closing the port for the vendor tool: %w", err)}
+		return nil, device.Fail(name, StepExternal, fmt.Errorf("closing the port for the vendor tool: %w", err))
 	}
-	progress(StepExternal)
-	params := ExternalParams{Target: s.t.Name, Port: s.t.Console.Port, DSN: info.DSN}
+	opts.Step(name, StepExternal)
+	params := ExternalParams{Target: name, Port: s.t.Console.Port, DSN: info.DSN}
 	if u := s.t.Console.USB; u != nil {
 		if params.Port, err = link.Find(link.USBID{VID: u.VID, PID: u.PID, Serial: u.Serial}); err != nil {
-			return nil, nil, &StepError{Target: s.t.Name, Step: StepExternal, Err: err}
+			if oerr := s.openPort(ctx); oerr != nil {
+				err = errors.Join(err, oerr)
+			}
+			return nil, device.Fail(name, StepExternal, err)
 		}
 	}
 	if s.t.ACK != nil {
@@ -211,17 +268,27 @@ func (s *Session) ProvisionExternal(ctx context.Context, opts Options) ([]*x509.
 			params.PINFile = s.t.ACK.External.PINFile
 		}
 	}
-	res, xerr := RunExternal(ctx, xcfg, params, s.transcript, s.redact)
+	xres, xerr := RunExternal(ctx, s.xcfg, params, s.transcript, s.redact)
 	if err := s.openPort(ctx); err != nil {
 		if xerr != nil {
-			return nil, res, &StepError{Target: s.t.Name, Step: StepExternal, Err: xerr}
+			return nil, device.Fail(name, StepExternal, xerr)
 		}
-		return nil, res, err
+		return nil, err
 	}
 	if xerr != nil {
-		return nil, res, &StepError{Target: s.t.Name, Step: StepExternal, Err: xerr}
+		return nil, device.Fail(name, StepExternal, xerr)
 	}
-	progress(StepVerify)
-	chain, err := s.Verify(ctx, opts)
-	return chain, res, err
+	opts.Step(name, device.StepReadBack)
+	chain, raw, err := s.readChecked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	opts.Step(name, device.StepVerify)
+	if err := device.VerifyStep(name, chain, nil, iss.Roots(), opts.Time()); err != nil {
+		return nil, err
+	}
+	return &device.Result{
+		Issued: &pki.Issued{Certificate: chain[0], Chain: chain, ChainPEM: raw},
+		Facts:  map[string]string{"provisioned_by": "vendor tool", "vendor_tool_s": fmt.Sprintf("%.1f", xres.Duration.Seconds())},
+	}, nil
 }

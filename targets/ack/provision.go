@@ -1,7 +1,6 @@
 package ack
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -10,93 +9,76 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
 )
 
 // MaxRecoveries is how many restarts or silences one Provision recovers from.
 const MaxRecoveries = 3
 
-// Options change how Provision treats a module.
-type Options struct {
-	// Reprovision replaces an existing identity (KEYGEN force=1). Off by default: the existing
-	// chain may belong to a module already registered in the field.
-	Reprovision bool
-	// Roots are the trust anchors the read-back chain must verify to (nil: the DAK certificate).
-	Roots []*x509.Certificate
-	// Now is the verification time (default time.Now).
-	Now func() time.Time
-	// Progress, if set, is told each step as it starts.
-	Progress func(target, step string)
-	// Profile gives the subject the CSR must carry ([dn], CN set to the module's DSN). Required.
-	Profile *pki.Profile
-	// Previous is a chain issued in an earlier run (the station's device record): uploaded again,
-	// without a new signature, when its leaf holds the module's key.
-	Previous *pki.Issued
-	// PowerCycle, if set, is used when the module falls silent: Provision cycles its power once
-	// per silence and continues from the state it reports.
-	PowerCycle func(ctx context.Context) error
-}
-
-func (o Options) now() time.Time {
-	if o.Now != nil {
-		return o.Now()
-	}
-	return time.Now()
-}
-
-func (o Options) step(target, step string) {
-	if o.Progress != nil {
-		o.Progress(target, step)
-	}
-}
-
 // provisioning is one Provision call's memory across recoveries.
 type provisioning struct {
-	m       *Module
-	issue   IssueFunc
-	opts    Options
-	keyMade bool // a KEYGEN of this call was answered OK
-	csrKey  any  // the module's public key, from its CSR
+	m        *Module
+	iss      device.Issuer
+	opts     device.Options
+	keyMade  bool                     // a KEYGEN of this call was answered OK
+	csr      *x509.CertificateRequest // the module's CSR read in this call (its key)
+	replaces *x509.Certificate        // the leaf a reprovision replaces
+	reused   bool                     // the chain came from the ledger
 }
 
-// Provision runs the native cycle of PROTOCOL.md: HELLO, KEYGEN (unless the module keeps a key
-// from an interrupted run), CSR, issue (at most once per Module; a chain already issued for the
-// module's key is reused), upload, COMMIT, read back, verify. A restart or (with PowerCycle) a
-// silence is recovered from up to MaxRecoveries times, continuing from the state HELLO reports.
-func (m *Module) Provision(ctx context.Context, issue IssueFunc, opts Options) (*pki.Issued, error) {
+// Provision runs the native cycle of PROTOCOL.md, exactly once per module key (harness/device
+// once.go):
+//
+//   - HELLO. A provisioned module's chain is read: the chain the ledger records for its key is
+//     verified and reported Already; another chain is refused (device.ErrAlreadyProvisioned)
+//     unless opts.Reprovision (KEYGEN force=1; the new identity Replaces the old leaf).
+//   - A keyed module keeps its key (an interrupted run made it): its CSR goes to the Issuer,
+//     which hands back the chain it recorded for the key (Result.Reused) or finishes the
+//     reservation. KEYGEN only for a blank module, a key whose record was replaced, or (with
+//     Reprovision) a key whose identity was verified.
+//   - CSR, issue, BEGIN/DATA/COMMIT (then iss.Stored), read back and device.Verify plus HELLO's
+//     word (state, cert_sha256, CN = DSN) (then iss.Verified).
+//
+// A Module issues at most once. A restart or (with Config.PowerCycle) a silence is recovered
+// from up to MaxRecoveries times, continuing from the state HELLO reports. A failed Provision
+// returns, with its error, a Result holding the chain issued (if any).
+func (m *Module) Provision(ctx context.Context, iss device.Issuer, opts device.Options) (*device.Result, error) {
 	m.op.Lock()
 	defer m.op.Unlock()
-	if opts.Profile == nil {
+	if m.cfg.Profile == nil {
 		return nil, m.fail(StepCSR, errors.New("no product profile: the CSR subject comes from its [dn] section"))
 	}
-	p := &provisioning{m: m, issue: issue, opts: opts}
+	if iss == nil {
+		return nil, m.fail(device.StepIssue, errors.New("no issuer given"))
+	}
+	p := &provisioning{m: m, iss: iss, opts: opts}
 	name := m.cfg.Name
-	if opts.PowerCycle != nil {
+	if m.cfg.PowerCycle != nil {
 		// A module that answers nothing three times running has lost power or hung: cycling
 		// its power beats waiting out every retransmission.
 		m.t.SetSilentAfter(SilentSends)
 		defer m.t.SetSilentAfter(0)
 	}
 
-	opts.step(name, StepHello)
+	opts.Step(name, StepHello)
 	info, err := m.hello(ctx)
 	for recoveries := 0; ; recoveries++ {
 		if err == nil {
-			var issued *pki.Issued
-			issued, err = p.attempt(ctx, info)
+			var res *device.Result
+			res, err = p.attempt(ctx, info)
 			if err == nil {
-				return issued, nil
+				return res, nil
 			}
 		}
 		if !p.recoverable(err) || ctx.Err() != nil {
-			return m.Issued(), m.fail(StepHello, err)
+			return p.partial(), m.fail(StepHello, err)
 		}
 		if recoveries == MaxRecoveries {
-			return m.Issued(), &StepError{Target: name, Step: StepRecover, Err: fmt.Errorf("giving up after %d recoveries: %w", MaxRecoveries, err)}
+			return p.partial(), &device.StepError{Target: name, Step: StepRecover, Err: fmt.Errorf("giving up after %d recoveries: %w", MaxRecoveries, err)}
 		}
-		opts.step(name, StepRecover)
+		opts.Step(name, StepRecover)
 		m.mu.Lock()
 		m.recoveries++
 		m.mu.Unlock()
@@ -106,20 +88,28 @@ func (m *Module) Provision(ctx context.Context, issue IssueFunc, opts Options) (
 	}
 }
 
+// partial is the Result of a failed call: the chain issued, if any.
+func (p *provisioning) partial() *device.Result {
+	if is := p.m.Issued(); is != nil {
+		return &device.Result{Issued: is, Reused: p.reused}
+	}
+	return nil
+}
+
 // SilentSends is how many unanswered sends Provision takes for a silent module when it can
 // cycle the module's power.
 const SilentSends = 3
 
 // recoverable: a restart, or a silence when the power can be cycled.
 func (p *provisioning) recoverable(err error) bool {
-	return errors.Is(err, ErrModuleRestarted) || (errors.Is(err, ErrNoAnswer) && p.opts.PowerCycle != nil)
+	return errors.Is(err, ErrModuleRestarted) || (errors.Is(err, ErrNoAnswer) && p.m.cfg.PowerCycle != nil)
 }
 
 // recover brings the module back after err and asks for its state.
 func (p *provisioning) recover(ctx context.Context, cause error) (Info, error) {
 	m := p.m
 	if !errors.Is(cause, ErrModuleRestarted) {
-		if err := p.opts.PowerCycle(ctx); err != nil {
+		if err := m.cfg.PowerCycle(ctx); err != nil {
 			return Info{}, fmt.Errorf("power cycling the silent module (%v): %w", cause, err)
 		}
 		// No need to wait for its BOOT event: HELLO is repeated until the module answers, and
@@ -135,20 +125,32 @@ func (p *provisioning) recover(ctx context.Context, cause error) (Info, error) {
 }
 
 // attempt goes from the state HELLO reported to a verified chain.
-func (p *provisioning) attempt(ctx context.Context, info Info) (*pki.Issued, error) {
+func (p *provisioning) attempt(ctx context.Context, info Info) (*device.Result, error) {
 	m, name := p.m, p.m.cfg.Name
 	switch info.State {
 	case StateProvisioned:
 		if ours := p.ours(info.CertSHA256); ours != nil {
 			// The commit happened (its answer may have been lost): read back and verify.
-			return ours, p.readBack(ctx, ours.ChainPEM)
-		}
-		if !p.opts.Reprovision {
-			return nil, m.fail(StepHello, fmt.Errorf("%w (DSN %s, chain SHA-256 %s); pass --reprovision to replace it",
-				ErrAlreadyProvisioned, info.DSN, info.CertSHA256))
+			return p.finish(ctx, ours)
 		}
 		if p.keyMade {
 			return nil, m.fail(StepHello, fmt.Errorf("module holds a chain (SHA-256 %s) after KEYGEN force=1 erased it, and it is not the one uploaded", info.CertSHA256))
+		}
+		p.opts.Step(name, device.StepCheck)
+		held, _, err := m.readHeld(ctx, info)
+		if err != nil && !p.opts.Reprovision {
+			return nil, m.fail(device.StepCheck, fmt.Errorf("%w (DSN %s, chain SHA-256 %s, which cannot be read: %v); pass --reprovision to replace it",
+				device.ErrAlreadyProvisioned, info.DSN, info.CertSHA256, err))
+		}
+		if err == nil {
+			known, err := device.CheckHeld(ctx, p.iss, name, held, p.opts)
+			if err != nil {
+				return nil, err
+			}
+			if known != nil {
+				return p.already(ctx, info, held, known)
+			}
+			p.replaces = held[0]
 		}
 		if err := p.keygen(ctx, true); err != nil {
 			return nil, err
@@ -161,44 +163,73 @@ func (p *provisioning) attempt(ctx context.Context, info Info) (*pki.Issued, err
 			return nil, err
 		}
 	case StateKeyed:
-		// The key survived an interrupted run (or this one): keep it, PROTOCOL.md "Power loss".
+		// The key survived an interrupted run (or this one): keep it unless the ledger says
+		// otherwise (chainFor), PROTOCOL.md "Power loss".
 	}
 
-	p.opts.step(name, StepCSR)
-	csrDER, err := p.csr(ctx, info.DSN)
-	if err != nil {
-		return nil, m.fail(StepCSR, err)
-	}
-	issued, err := p.chainFor(ctx, csrDER)
+	issued, err := p.chainFor(ctx, info.DSN)
 	if err != nil {
 		return nil, err
 	}
 	if err := p.upload(ctx, issued.ChainPEM); err != nil {
-		return issued, err
+		return nil, err
 	}
-	return issued, p.readBack(ctx, issued.ChainPEM)
+	return p.finish(ctx, issued)
 }
 
-// ours is the chain with the given SHA-256 among those issued for this module (this run or
-// opts.Previous), if any.
-func (p *provisioning) ours(sum string) *pki.Issued {
-	cands := []*pki.Issued{p.m.Issued()}
-	if !p.opts.Reprovision { // re-provisioning replaces an earlier run's chain, never keeps it
-		cands = append(cands, p.opts.Previous)
+// finish records the chain as stored on the module, reads it back, verifies it and records that.
+func (p *provisioning) finish(ctx context.Context, issued *pki.Issued) (*device.Result, error) {
+	name := p.m.cfg.Name
+	if err := device.MarkStored(ctx, p.iss, name, issued.Certificate); err != nil {
+		return nil, err
 	}
-	for _, iss := range cands {
-		if iss != nil && sha256Hex(iss.ChainPEM) == sum {
-			p.m.mu.Lock()
-			p.m.issued = iss
-			p.m.mu.Unlock()
-			return iss
+	if err := p.verify(ctx, issued); err != nil {
+		return nil, err
+	}
+	if err := device.MarkVerified(ctx, p.iss, name, issued.Certificate); err != nil {
+		return nil, err
+	}
+	return &device.Result{Issued: issued, Reused: p.reused}, nil
+}
+
+// already finishes a module that holds the chain the ledger records for its key: it proves the
+// module has the leaf's key (a CSR), verifies, and advances the record.
+func (p *provisioning) already(ctx context.Context, info Info, held []*x509.Certificate, known *device.Known) (*device.Result, error) {
+	m, name := p.m, p.m.cfg.Name
+	p.opts.Step(name, StepCSR)
+	csr, err := p.readCSR(ctx, info.DSN)
+	if err != nil {
+		return nil, m.fail(StepCSR, err)
+	}
+	want := device.WithCSR(known.Issued, csr)
+	p.opts.Step(name, device.StepVerify)
+	if err := device.VerifyStep(name, held, want, p.iss.Roots(), p.opts.Time()); err != nil {
+		return nil, err
+	}
+	if err := checkCN(held, info); err != nil {
+		return nil, m.fail(device.StepVerify, err)
+	}
+	if known.State == device.StateReserved || known.State == device.StateIssued {
+		if err := device.MarkStored(ctx, p.iss, name, want.Certificate); err != nil {
+			return nil, err
 		}
+	}
+	if err := device.MarkVerified(ctx, p.iss, name, want.Certificate); err != nil {
+		return nil, err
+	}
+	return &device.Result{Issued: want, Already: true}, nil
+}
+
+// ours is this Module's chain when it has the given SHA-256.
+func (p *provisioning) ours(sum string) *pki.Issued {
+	if is := p.m.Issued(); is != nil && sha256Hex(is.ChainPEM) == sum {
+		return is
 	}
 	return nil
 }
 
 func (p *provisioning) keygen(ctx context.Context, force bool) error {
-	p.opts.step(p.m.cfg.Name, StepKeyGen)
+	p.opts.Step(p.m.cfg.Name, StepKeyGen)
 	var payload []byte
 	if force {
 		payload = EncodeText("force", "1")
@@ -210,9 +241,10 @@ func (p *provisioning) keygen(ctx context.Context, force bool) error {
 	return nil
 }
 
-// csr has the module sign a CSR for the profile's subject and reads it back; it returns its DER.
-func (p *provisioning) csr(ctx context.Context, dsn string) ([]byte, error) {
-	subject, err := SubjectDER(p.opts.Profile, dsn)
+// readCSR has the module sign a CSR for the profile's subject, reads it back, parses it and
+// checks its self-signature (proof the module holds the key); it becomes p.csr.
+func (p *provisioning) readCSR(ctx context.Context, dsn string) (*x509.CertificateRequest, error) {
+	subject, err := SubjectDER(p.m.cfg.Profile, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -234,58 +266,70 @@ func (p *provisioning) csr(ctx context.Context, dsn string) ([]byte, error) {
 	if got, want := sha256Hex(der), strings.ToLower(txt["sha256"]); got != want {
 		return nil, fmt.Errorf("CSR read back has SHA-256 %s, the module announced %s", got, want)
 	}
-	return der, nil
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("module's CSR does not parse: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("module's CSR self-signature does not verify: %w", err)
+	}
+	p.csr = csr
+	return csr, nil
 }
 
-// chainFor returns the chain for the CSR's key: the one issued in this run, opts.Previous, or a
-// new one from issue. A second issuance for one Module is refused.
-func (p *provisioning) chainFor(ctx context.Context, csrDER []byte) (*pki.Issued, error) {
+// chainFor reads the module's CSR and returns the chain for its key: this Module's, or the
+// Issuer's (the ledger's recorded chain, or a new one). A key the ledger says must not sign again
+// is replaced first (KEYGEN). A second issuance for another key on one Module is refused.
+func (p *provisioning) chainFor(ctx context.Context, dsn string) (*pki.Issued, error) {
 	m, name := p.m, p.m.cfg.Name
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	p.opts.Step(name, StepCSR)
+	csr, err := p.readCSR(ctx, dsn)
 	if err != nil {
-		return nil, m.fail(StepCSR, fmt.Errorf("module's CSR does not parse: %w", err))
-	}
-	p.csrKey = csr.PublicKey
-	for _, prev := range []*pki.Issued{m.Issued(), p.opts.Previous} {
-		if prev != nil && prev.Certificate != nil && pki.SamePublicKey(prev.Certificate.PublicKey, csr.PublicKey) {
-			// Proof the module holds the key before the chain goes back to it.
-			if err := csr.CheckSignature(); err != nil {
-				return nil, m.fail(StepCSR, fmt.Errorf("module's CSR self-signature does not verify: %w", err))
-			}
-			m.mu.Lock()
-			m.issued = prev
-			m.mu.Unlock()
-			return prev, nil
-		}
+		return nil, m.fail(StepCSR, err)
 	}
 	if prev := m.Issued(); prev != nil {
-		return nil, m.fail(StepIssue, fmt.Errorf("a chain was issued for this module in this run (leaf %s) for another key; refusing a second signature",
+		if pki.SamePublicKey(prev.Certificate.PublicKey, csr.PublicKey) {
+			return prev, nil
+		}
+		return nil, m.fail(device.StepIssue, fmt.Errorf("a chain was issued for this module in this run (leaf %s) for another key; refusing a second signature",
 			pki.Fingerprint(prev.Certificate)))
 	}
-	if p.issue == nil {
-		return nil, m.fail(StepIssue, errors.New("no issuer given"))
-	}
-	p.opts.step(name, StepIssue)
-	issued, err := p.issue(ctx, name, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))
+	known, err := device.Lookup(ctx, p.iss, name, StepCSR, csr.PublicKey)
 	if err != nil {
-		return nil, m.fail(StepIssue, err)
+		return nil, err
 	}
-	if issued == nil || issued.Certificate == nil || len(issued.ChainPEM) == 0 {
-		return nil, m.fail(StepIssue, errors.New("issuer returned no chain"))
+	if !p.keyMade && device.NeedFreshKey(known, p.opts) {
+		if p.replaces == nil && known.Live() && known.Issued != nil {
+			p.replaces = known.Issued.Certificate
+		}
+		if err := p.keygen(ctx, false); err != nil {
+			return nil, err
+		}
+		p.opts.Step(name, StepCSR)
+		if csr, err = p.readCSR(ctx, dsn); err != nil {
+			return nil, m.fail(StepCSR, err)
+		}
+		known = nil
 	}
+	p.opts.Step(name, device.StepIssue)
+	req := device.IssueRequest{Target: name, DeviceID: dsn, Replaces: p.replaces,
+		CSRPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw})}
+	issued, reused, err := device.IssueChain(ctx, p.iss, req, csr.PublicKey, known)
+	if err != nil {
+		return nil, err
+	}
+	issued = device.WithCSR(issued, csr)
 	m.mu.Lock()
 	m.issued = issued
 	m.mu.Unlock()
-	if !pki.SamePublicKey(issued.Certificate.PublicKey, csr.PublicKey) {
-		return nil, m.fail(StepIssue, errors.New("issued leaf does not hold the key of the module's CSR"))
-	}
+	p.reused = reused
 	return issued, nil
 }
 
 // upload stages the chain (BEGIN, DATA from wherever the module stands) and commits it.
 func (p *provisioning) upload(ctx context.Context, chain []byte) error {
 	m, name := p.m, p.m.cfg.Name
-	p.opts.step(name, StepUpload)
+	p.opts.Step(name, StepUpload)
 	if len(chain) > maxChainLen {
 		return m.fail(StepUpload, fmt.Errorf("chain PEM is %d bytes, the module stages at most %d", len(chain), maxChainLen))
 	}
@@ -327,7 +371,7 @@ func (p *provisioning) upload(ctx context.Context, chain []byte) error {
 		off = next
 	}
 
-	p.opts.step(name, StepCommit)
+	p.opts.Step(name, StepCommit)
 	txt, err := m.t.textAnswer(ctx, "COMMIT", nil)
 	if err != nil {
 		return m.fail(StepCommit, err)
@@ -338,41 +382,31 @@ func (p *provisioning) upload(ctx context.Context, chain []byte) error {
 	return nil
 }
 
-// readBack reads the stored chain and checks it: byte-identical to the upload, leaf key = the
-// CSR's key, a valid path to the roots.
-func (p *provisioning) readBack(ctx context.Context, want []byte) error {
+// verify reads the stored chain back and checks it: HELLO's state and digest, device.Verify
+// against want (byte for byte, leaf key = the CSR's key, path to the roots), CN = DSN.
+func (p *provisioning) verify(ctx context.Context, want *pki.Issued) error {
 	m, name := p.m, p.m.cfg.Name
-	p.opts.step(name, StepReadBack)
-	got, err := m.readArea(ctx, "cert", -1)
+	p.opts.Step(name, device.StepReadBack)
+	info, err := m.hello(ctx)
 	if err != nil {
-		return m.fail(StepReadBack, err)
+		return m.fail(StepHello, err)
 	}
-	if !bytes.Equal(got, want) {
-		return m.fail(StepReadBack, fmt.Errorf("%w: %d bytes with SHA-256 %s, uploaded %d bytes with SHA-256 %s",
-			ErrChainMismatch, len(got), sha256Hex(got), len(want), sha256Hex(want)))
-	}
-	p.opts.step(name, StepVerify)
-	chain, err := pki.ParseChainPEM(got)
+	chain, _, err := m.readHeld(ctx, info)
 	if err != nil {
-		return m.fail(StepVerify, err)
+		return err
 	}
-	if p.csrKey == nil {
+	p.opts.Step(name, device.StepVerify)
+	if p.csr == nil {
 		// Straight into read-back (a commit of an earlier attempt): ask the module for its key.
-		der, err := p.csr(ctx, m.Info().DSN)
-		if err != nil {
-			return m.fail(StepVerify, fmt.Errorf("asking for a CSR to learn the module's key: %w", err))
+		if _, err := p.readCSR(ctx, info.DSN); err != nil {
+			return m.fail(device.StepVerify, fmt.Errorf("asking for a CSR to learn the module's key: %w", err))
 		}
-		csr, err := x509.ParseCertificateRequest(der)
-		if err != nil {
-			return m.fail(StepVerify, fmt.Errorf("module's CSR does not parse: %w", err))
-		}
-		p.csrKey = csr.PublicKey
 	}
-	if !pki.SamePublicKey(chain[0].PublicKey, p.csrKey) {
-		return m.fail(StepVerify, errors.New("leaf public key is not the key of the module's CSR"))
+	if err := device.VerifyStep(name, chain, device.WithCSR(want, p.csr), p.iss.Roots(), p.opts.Time()); err != nil {
+		return err
 	}
-	if err := pki.VerifyChain(chain, p.opts.Roots, p.opts.now()); err != nil {
-		return m.fail(StepVerify, err)
+	if err := checkCN(chain, info); err != nil {
+		return m.fail(device.StepVerify, err)
 	}
 	return nil
 }

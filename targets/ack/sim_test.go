@@ -11,6 +11,7 @@ import (
 
 	"go.bug.st/serial"
 
+	"hilbench/harness/device"
 	"hilbench/targets/ack"
 	acksim "hilbench/targets/ack/sim"
 )
@@ -23,13 +24,17 @@ func startSim(t *testing.T, seed uint64) (*acksim.Module, *ack.Module) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
+	prof, err := testProfile()
+	if err != nil {
+		t.Fatal(err)
+	}
 	port, err := serial.Open(m.PortPath(), &serial.Mode{BaudRate: 115200})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { port.Close() })
-	mod := ack.New(port, ack.Config{Name: "mod"}, nil)
-	t.Cleanup(mod.Close)
+	mod := ack.New(port, ack.Config{Name: "mod", Profile: prof}, nil)
+	t.Cleanup(func() { mod.Close() })
 	return m, mod
 }
 
@@ -40,11 +45,11 @@ func TestProvisionWaitsOutBusy(t *testing.T) {
 	sim, mod := startSim(t, 7)
 	sim.SetBusy("DATA", 2)
 	sim.SetBusy("COMMIT", 3)
-	res, err := mod.Provision(ctx(t), st.issue, st.opts())
+	res, err := mod.Provision(ctx(t), st, device.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mod.Stats().Busy; got != 5 {
+	if got := mod.LineStats().Busy; got != 5 {
 		t.Errorf("driver counted %d busy answers; the module sent 5", got)
 	}
 	if s := sim.Stats(); s.Busy != 5 || s.Commits != 1 {
@@ -54,7 +59,7 @@ func TestProvisionWaitsOutBusy(t *testing.T) {
 		t.Errorf("%d signatures; want 1", st.calls.Load())
 	}
 	stored, err := os.ReadFile(sim.CertPath())
-	if err != nil || string(stored) != string(res.ChainPEM) {
+	if err != nil || string(stored) != string(res.Issued.ChainPEM) {
 		t.Errorf("stored chain differs from the issued one (err %v)", err)
 	}
 }
@@ -66,7 +71,7 @@ func TestProvisionGivesUpOnAlwaysBusy(t *testing.T) {
 	sim.SetBusy("COMMIT", 1000)
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := mod.Provision(c, st.issue, st.opts())
+	_, err := mod.Provision(c, st, device.Options{})
 	var me *ack.ModuleError
 	if !errors.As(err, &me) || me.Code != "busy" || me.Verb != "COMMIT" {
 		t.Fatalf("err = %v; want COMMIT's code=busy", err)
@@ -91,16 +96,16 @@ func TestProvisionShrinksChunksOnANoisyLine(t *testing.T) {
 	for seed := range uint64(6) {
 		sim, mod := startSim(t, 100+seed)
 		sim.SetLineFaults(acksim.LineFaults{Noise: 0.9e-3, Drop: 0.9e-3, Corrupt: 1.2e-3})
-		res, err := mod.Provision(ctx(t), st.issue, st.opts())
+		res, err := mod.Provision(ctx(t), st, device.Options{})
 		if err != nil {
-			t.Fatalf("module %d: %v (stats %+v)", seed, err, mod.Stats())
+			t.Fatalf("module %d: %v (stats %+v)", seed, err, mod.LineStats())
 		}
 		sim.SetLineFaults(acksim.LineFaults{})
 		stored, err := os.ReadFile(sim.CertPath())
-		if err != nil || string(stored) != string(res.ChainPEM) {
+		if err != nil || string(stored) != string(res.Issued.ChainPEM) {
 			t.Errorf("module %d: stored chain differs from the issued one (err %v)", seed, err)
 		}
-		shrinks += mod.Stats().Shrinks
+		shrinks += mod.LineStats().Shrinks
 	}
 	if shrinks == 0 {
 		t.Error("no chunk was sent again shorter at a byte error rate of 3e-3")

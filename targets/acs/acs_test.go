@@ -2,6 +2,8 @@ package acs_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"os"
 	"os/exec"
@@ -14,6 +16,8 @@ import (
 	"github.com/creack/pty"
 
 	"hilbench/harness/console"
+	"hilbench/harness/device"
+	"hilbench/harness/pki"
 	"hilbench/harness/station"
 	"hilbench/targets/acs"
 	"hilbench/targets/simbench"
@@ -82,7 +86,7 @@ func TestUploadDigestMismatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := d.Upload(ctx, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
-	var se *acs.StepError
+	var se *device.StepError
 	if !errors.As(err, &se) || se.Step != acs.StepUpload || !strings.Contains(err.Error(), "SHA-256") {
 		t.Fatalf("err = %v, want an upload digest error", err)
 	}
@@ -100,15 +104,51 @@ func TestFailingCommandNamesStatus(t *testing.T) {
 	cmds := acs.DefaultCommands
 	cmds.KeyGen = "echo secure element busy >&2; false"
 	cmds.GetChain = "false"
+	cmds.GetCSR = "echo 'ace: dha: no DHA key' >&2; false"
 	d := acs.New(con, acs.Config{Name: "dut", DataDir: t.TempDir(), Commands: cmds, CommandTimeout: 5 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := d.Provision(ctx, nil, acs.Options{})
-	var se *acs.StepError
+	_, err := d.Provision(ctx, refusingIssuer{t}, device.Options{})
+	var se *device.StepError
 	if !errors.As(err, &se) || se.Step != acs.StepKeyGen || !strings.Contains(err.Error(), "status 1") || !strings.Contains(err.Error(), "secure element busy") {
 		t.Fatalf("err = %v, want key_gen failing with status 1 and the device's message", err)
 	}
 }
+
+// A get_csr that fails without saying the device has no key stops the cycle before key_gen: the
+// device may have a key an interrupted run made, and key_gen would destroy it.
+func TestUnclearCSRFailureMakesNoKey(t *testing.T) {
+	con := busybox(t)
+	cmds := acs.DefaultCommands
+	dir := t.TempDir()
+	cmds.KeyGen = "touch " + filepath.Join(dir, "keygen-ran")
+	cmds.GetChain = "false"
+	cmds.GetCSR = "echo 'ace: dha: secure element busy' >&2; false"
+	d := acs.New(con, acs.Config{Name: "dut", DataDir: dir, Commands: cmds, CommandTimeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := d.Provision(ctx, refusingIssuer{t}, device.Options{})
+	if device.StepOf(err) != acs.StepCSR || !strings.Contains(err.Error(), "secure element busy") {
+		t.Fatalf("err = %v, want get_csr failing with the device's message", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keygen-ran")); err == nil {
+		t.Error("key_gen ran after a get_csr failure that did not say 'no key'")
+	}
+}
+
+// refusingIssuer fails the test when asked to issue; the ledger knows nothing.
+type refusingIssuer struct{ t *testing.T }
+
+func (r refusingIssuer) Issue(context.Context, device.IssueRequest) (*pki.Issued, error) {
+	r.t.Error("Issue called")
+	return nil, errors.New("no issuing here")
+}
+func (refusingIssuer) Lookup(context.Context, crypto.PublicKey) (*device.Known, error) {
+	return nil, nil
+}
+func (refusingIssuer) Stored(context.Context, *x509.Certificate) error   { return nil }
+func (refusingIssuer) Verified(context.Context, *x509.Certificate) error { return nil }
+func (refusingIssuer) Roots() []*x509.Certificate                        { return nil }
 
 func TestCommandOverrides(t *testing.T) {
 	if _, err := acs.DefaultCommands.Override(map[string]string{"get_cert": "x"}); err == nil || !strings.Contains(err.Error(), "get_chain") {
@@ -146,7 +186,7 @@ func simCycle(tb testing.TB, baud int) (time.Duration, console.Stats) {
 	}
 	before := s.Console().Stats()
 	start := time.Now()
-	if _, err := s.Provision(ctx, st.Issue, acs.Options{Roots: st.Roots}); err != nil {
+	if _, err := s.Provision(ctx, st.Issuer, device.Options{}); err != nil {
 		tb.Fatal(err)
 	}
 	el := time.Since(start)

@@ -81,6 +81,10 @@ type Config struct {
 	BootTimeout    time.Duration  // from reboot or factory reset to the first prompt
 	RebootMarker   *regexp.Regexp // what the device prints when it goes down, proving the reboot started
 	ChunkSize      int            // PEM bytes per printf command line when writing the chain file
+	// NoKey matches what a failing get_csr prints when the device has no DHA key yet (ace: "no
+	// DHA key"). Any other failure of get_csr stops the cycle: the device may have a key, and
+	// key_gen would destroy it.
+	NoKey *regexp.Regexp
 }
 
 // DefaultPrompt matches a root or user shell prompt: "...# " or "...$ ".
@@ -88,6 +92,9 @@ var DefaultPrompt = regexp.MustCompile(`[#$] $`)
 
 // DefaultRebootMarker matches what Linux, busybox init and U-Boot print when a board goes down or comes up.
 var DefaultRebootMarker = regexp.MustCompile(`(?i)restarting system|rebooting|reboot: |the system is going down|U-Boot|Linux version|Booting`)
+
+// DefaultNoKey matches "no DHA key", "no key", "No such key".
+var DefaultNoKey = regexp.MustCompile(`(?i)\bno\b[^\n]*\bkey\b`)
 
 // WithDefaults fills the zero fields of c.
 func (c Config) WithDefaults() Config {
@@ -111,6 +118,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = 640
+	}
+	if c.NoKey == nil {
+		c.NoKey = DefaultNoKey
 	}
 	return c
 }

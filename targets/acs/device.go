@@ -15,45 +15,19 @@ import (
 	"time"
 
 	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/pki"
 )
 
-// Steps of the provisioning cycle, as reports name them.
+// Steps of the provisioning cycle that are the ACS family's own, as reports name them; the shared
+// ones (check, issue, read back, verify, reboot, factory reset, record) are harness/device's.
 const (
-	StepOpen     = "open"
-	StepSync     = "sync"
-	StepCheck    = "check-provisioned"
-	StepKeyGen   = "key_gen"
-	StepCSR      = "get_csr"
-	StepIssue    = "issue"
-	StepUpload   = "upload"
-	StepSetCert  = "set_cert"
-	StepReadBack = "read_back"
-	StepVerify   = "verify"
-	StepReboot   = "reboot"
-	StepReset    = "factory_reset"
+	StepSync    = "sync"
+	StepKeyGen  = "key_gen"
+	StepCSR     = "get_csr"
+	StepUpload  = "upload"
+	StepSetCert = "set_cert"
 )
-
-// ErrAlreadyProvisioned is returned when a device already holds a DHA chain and the caller did not
-// ask to re-provision it: a second key_gen would destroy an identity that may be registered already.
-var ErrAlreadyProvisioned = errors.New("device already holds a DHA certificate chain")
-
-// ErrChainMismatch is returned when the chain read back differs from the one issued.
-var ErrChainMismatch = errors.New("chain read back differs from the chain issued")
-
-// StepError says which device failed at which step.
-type StepError struct {
-	Target string
-	Step   string
-	Err    error
-}
-
-func (e *StepError) Error() string { return fmt.Sprintf("%s: %s: %v", e.Target, e.Step, e.Err) }
-func (e *StepError) Unwrap() error { return e.Err }
-
-// IssueFunc turns a target's CSR into a signed chain (a station signing directly, or a signing
-// agent's client). The target names the device in the DAK's audit log.
-type IssueFunc func(ctx context.Context, target string, csrPEM []byte) (*pki.Issued, error)
 
 // Device drives one ACS device over its console.
 type Device struct {
@@ -61,8 +35,7 @@ type Device struct {
 	con *console.Console
 
 	mu     sync.Mutex
-	issued *pki.Issued // the one certificate issued for this device in this run
-	csr    []byte      // the CSR it was issued for
+	issued *pki.Issued // the one chain issued for this device by this Device (CSR set)
 }
 
 // New returns a driver for the device behind con.
@@ -79,9 +52,13 @@ func (d *Device) Console() *console.Console { return d.con }
 // ChainPath is where the chain file goes on the device before set_cert.
 func (d *Device) ChainPath() string { return path.Join(d.cfg.DataDir, d.cfg.Name+".pem") }
 
-func (d *Device) fail(step string, err error) error {
-	return &StepError{Target: d.cfg.Name, Step: step, Err: err}
+// Stats are the console's byte counts: tx_bytes, rx_bytes.
+func (d *Device) Stats() device.Stats {
+	st := d.con.Stats()
+	return device.Stats{"tx_bytes": st.TxBytes, "rx_bytes": st.RxBytes}
 }
+
+func (d *Device) fail(step string, err error) error { return device.Fail(d.cfg.Name, step, err) }
 
 // shell runs one command under the command timeout and fails on a non-zero exit status.
 func (d *Device) shell(ctx context.Context, step, cmd string) (string, error) {
@@ -107,100 +84,192 @@ func (d *Device) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Options change how Provision treats a device.
-type Options struct {
-	// Reprovision replaces an existing identity. Off by default: the existing chain may belong
-	// to a device already registered in the field.
-	Reprovision bool
-	// Roots are the trust anchors the read-back chain must verify to (nil: the DAK certificate).
-	Roots []*x509.Certificate
-	// Now is the verification time (default time.Now).
-	Now func() time.Time
-	// Progress, if set, is told each step as it starts.
-	Progress func(target, step string)
-}
-
-func (o Options) now() time.Time {
-	if o.Now != nil {
-		return o.Now()
-	}
-	return time.Now()
-}
-
-func (o Options) step(target, step string) {
-	if o.Progress != nil {
-		o.Progress(target, step)
-	}
-}
-
-// Provision runs the DHA cycle of DESIGN.md on the device: key_gen, CSR, check and issue, upload with
-// a digest check, set_cert, read back, compare and verify. It never issues twice for one Device: a
-// retry after a failure past the issue step reuses the chain already issued.
-func (d *Device) Provision(ctx context.Context, issue IssueFunc, opts Options) (*pki.Issued, error) {
+// Provision runs the DHA cycle, exactly once per device key (harness/device once.go):
+//
+//   - check: get_field 0x202. A chain the ledger records for the device's key is verified and
+//     reported Already; another chain is refused (device.ErrAlreadyProvisioned) unless
+//     opts.Reprovision, which replaces it.
+//   - get_field 0x201 first, without key_gen: a device whose key an interrupted run made keeps
+//     it, and the Issuer hands back the chain it recorded for that key (Result.Reused) or
+//     finishes its reservation. key_gen only for a device without a key, a key whose record was
+//     replaced, or (Reprovision) the key of the identity being replaced.
+//   - issue, upload with a digest check, set_cert (then iss.Stored), read back, device.Verify
+//     (then iss.Verified).
+//
+// A Device issues at most once: a retry after a failure past the issue step reuses the chain it
+// got. A failed Provision returns, with its error, a Result holding the chain issued (if any).
+func (d *Device) Provision(ctx context.Context, iss device.Issuer, opts device.Options) (*device.Result, error) {
 	name := d.cfg.Name
-	opts.step(name, StepSync)
+	if iss == nil {
+		return nil, d.fail(device.StepIssue, errors.New("no issuer given"))
+	}
+	opts.Step(name, StepSync)
 	if err := d.Sync(ctx); err != nil {
 		return nil, err
 	}
+	mine := d.Issued()
 
-	d.mu.Lock()
-	issued := d.issued
-	d.mu.Unlock()
-
-	if issued == nil {
-		opts.step(name, StepCheck)
-		chain, err := d.ReadChain(ctx)
-		if err != nil && !errors.Is(err, ErrNoChain) {
-			return nil, d.fail(StepCheck, err)
+	opts.Step(name, device.StepCheck)
+	held, err := d.ReadChain(ctx)
+	if err != nil && !errors.Is(err, device.ErrNoChain) {
+		return nil, d.fail(device.StepCheck, err)
+	}
+	var replaces *x509.Certificate
+	if len(held) > 0 {
+		if mine != nil && device.SameChain(held, mine.Chain) {
+			// An earlier call stored it; its read back failed or was cut short.
+			return d.settle(ctx, iss, opts, held, mine, nil)
 		}
-		if err == nil && !opts.Reprovision {
-			return nil, d.fail(StepCheck, fmt.Errorf("%w (leaf serial %s, SHA-256 %s); pass --reprovision to replace it",
-				ErrAlreadyProvisioned, chain[0].SerialNumber.Text(16), pki.Fingerprint(chain[0])))
-		}
-
-		opts.step(name, StepKeyGen)
-		if _, err := d.shell(ctx, StepKeyGen, d.cfg.Commands.KeyGen); err != nil {
-			return nil, err
-		}
-
-		opts.step(name, StepCSR)
-		out, err := d.shell(ctx, StepCSR, d.cfg.Commands.GetCSR)
+		known, err := device.CheckHeld(ctx, iss, name, held, opts)
 		if err != nil {
 			return nil, err
 		}
-		csr, err := extractPEM(out, "CERTIFICATE REQUEST")
-		if err != nil {
-			return nil, d.fail(StepCSR, err)
+		if known != nil {
+			return d.settle(ctx, iss, opts, held, known.Issued, known)
 		}
+		replaces = held[0]
+	}
 
-		opts.step(name, StepIssue)
-		issued, err = issue(ctx, name, csr)
-		if err != nil {
-			return nil, d.fail(StepIssue, err)
+	opts.Step(name, StepCSR)
+	csr, csrPEM, err := d.currentCSR(ctx)
+	if err != nil {
+		return nil, err
+	}
+	issued, reused := mine, false
+	switch {
+	case mine != nil && (csr == nil || !pki.SamePublicKey(csr.PublicKey, mine.CSR.PublicKey)):
+		return resultOf(mine), d.fail(device.StepIssue, fmt.Errorf("a chain was issued for this device in this run (leaf %s) for a key it no longer has; refusing a second signature",
+			pki.Fingerprint(mine.Certificate)))
+	case mine == nil:
+		var known *device.Known
+		fresh := csr == nil
+		if csr != nil {
+			if known, err = device.Lookup(ctx, iss, name, StepCSR, csr.PublicKey); err != nil {
+				return nil, err
+			}
+			// The key of the identity being replaced never signs a new one.
+			fresh = device.NeedFreshKey(known, opts) || (replaces != nil && pki.SamePublicKey(csr.PublicKey, replaces.PublicKey))
+			if fresh && replaces == nil && known.Live() && known.Issued != nil {
+				replaces = known.Issued.Certificate
+			}
 		}
+		if fresh {
+			opts.Step(name, StepKeyGen)
+			if _, err := d.shell(ctx, StepKeyGen, d.cfg.Commands.KeyGen); err != nil {
+				return nil, err
+			}
+			opts.Step(name, StepCSR)
+			if csr, csrPEM, err = d.currentCSR(ctx); err != nil {
+				return nil, err
+			}
+			if csr == nil {
+				return nil, d.fail(StepCSR, fmt.Errorf("%q reports no key right after %q", d.cfg.Commands.GetCSR, d.cfg.Commands.KeyGen))
+			}
+			known = nil
+		}
+		opts.Step(name, device.StepIssue)
+		issued, reused, err = device.IssueChain(ctx, iss, device.IssueRequest{Target: name, CSRPEM: csrPEM, Replaces: replaces}, csr.PublicKey, known)
+		if err != nil {
+			return nil, err
+		}
+		issued = device.WithCSR(issued, csr)
 		d.mu.Lock()
-		d.issued, d.csr = issued, csr
+		d.issued = issued
 		d.mu.Unlock()
 	}
+	res := &device.Result{Issued: issued, Reused: reused}
 
-	opts.step(name, StepUpload)
+	opts.Step(name, StepUpload)
 	if err := d.Upload(ctx, issued.ChainPEM); err != nil {
-		return issued, err
+		return res, err
 	}
-
-	opts.step(name, StepSetCert)
+	opts.Step(name, StepSetCert)
 	if _, err := d.shell(ctx, StepSetCert, withPath(d.cfg.Commands.SetCert, shellQuote(d.ChainPath()))); err != nil {
-		return issued, err
+		return res, err
 	}
-
-	opts.step(name, StepReadBack)
-	if err := d.Verify(ctx, issued, opts); err != nil {
-		return issued, err
+	if err := device.MarkStored(ctx, iss, name, issued.Certificate); err != nil {
+		return res, err
 	}
-	return issued, nil
+	opts.Step(name, device.StepReadBack)
+	if err := d.Verify(ctx, issued, iss.Roots(), opts.Time()); err != nil {
+		return res, err
+	}
+	if err := device.MarkVerified(ctx, iss, name, issued.Certificate); err != nil {
+		return res, err
+	}
+	return res, nil
 }
 
-// Issued is the chain issued for this device in this run, if any.
+// settle finishes a device that already holds want's chain (held): it proves the device has the
+// leaf's key (its CSR), verifies, and advances the ledger record. known is the ledger's record
+// (nil: the chain is this Device's own from an earlier call).
+func (d *Device) settle(ctx context.Context, iss device.Issuer, opts device.Options, held []*x509.Certificate, want *pki.Issued, known *device.Known) (*device.Result, error) {
+	name := d.cfg.Name
+	opts.Step(name, StepCSR)
+	csr, _, err := d.currentCSR(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if csr == nil {
+		return nil, d.fail(device.StepVerify, errors.New("the device holds a chain but reports no key"))
+	}
+	want = device.WithCSR(want, csr)
+	opts.Step(name, device.StepVerify)
+	if err := device.VerifyStep(name, held, want, iss.Roots(), opts.Time()); err != nil {
+		return nil, err
+	}
+	if known == nil || known.State == device.StateReserved || known.State == device.StateIssued {
+		if err := device.MarkStored(ctx, iss, name, want.Certificate); err != nil {
+			return nil, err
+		}
+	}
+	if err := device.MarkVerified(ctx, iss, name, want.Certificate); err != nil {
+		return nil, err
+	}
+	return &device.Result{Issued: want, Already: true}, nil
+}
+
+// currentCSR asks the device for a CSR of the key it has (get_field 0x201), without key_gen.
+// nil, nil: the device has no key (the command fails saying so, Config.NoKey). A CSR that is
+// missing, broken or not self-signed is an error: the device may have a key, so key_gen is not
+// the answer.
+func (d *Device) currentCSR(ctx context.Context) (*x509.CertificateRequest, []byte, error) {
+	cmd := d.cfg.Commands.GetCSR
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.CommandTimeout)
+	defer cancel()
+	res, err := d.con.Shell(cctx, cmd)
+	if err != nil {
+		return nil, nil, d.fail(StepCSR, err)
+	}
+	if res.Status != 0 {
+		if d.cfg.NoKey.MatchString(res.Output) {
+			return nil, nil, nil
+		}
+		return nil, nil, d.fail(StepCSR, fmt.Errorf("%q exited with status %d: %s", cmd, res.Status, lastLines(res.Output, 5)))
+	}
+	csrPEM, err := extractPEM(res.Output, "CERTIFICATE REQUEST")
+	if err != nil {
+		return nil, nil, d.fail(StepCSR, err)
+	}
+	block, _ := pem.Decode(csrPEM)
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, nil, d.fail(StepCSR, fmt.Errorf("the device's CSR does not parse: %w", err))
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, nil, d.fail(StepCSR, fmt.Errorf("the device's CSR self-signature does not verify: %w", err))
+	}
+	return csr, csrPEM, nil
+}
+
+func resultOf(is *pki.Issued) *device.Result {
+	if is == nil {
+		return nil
+	}
+	return &device.Result{Issued: is}
+}
+
+// Issued is the chain issued for this device by this Device, if any.
 func (d *Device) Issued() *pki.Issued {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -253,9 +322,6 @@ func (d *Device) Upload(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// ErrNoChain is returned by ReadChain when the device holds no chain.
-var ErrNoChain = errors.New("device holds no DHA certificate chain")
-
 // ReadChain reads the stored chain (get_field 0x202). A failing command or an output without a
 // certificate means no chain; an output with a broken certificate is an error of its own. The
 // device must be at its prompt: Sync first after opening it or restarting it.
@@ -280,7 +346,7 @@ func (d *Device) ReadChainPEM(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	if res.Status != 0 || !strings.Contains(res.Output, "-----BEGIN CERTIFICATE-----") {
-		return nil, fmt.Errorf("%w (%q: status %d, %s)", ErrNoChain, d.cfg.Commands.GetChain, res.Status, lastLines(res.Output, 2))
+		return nil, fmt.Errorf("%w (%q: status %d, %s)", device.ErrNoChain, d.cfg.Commands.GetChain, res.Status, lastLines(res.Output, 2))
 	}
 	start := strings.Index(res.Output, "-----BEGIN CERTIFICATE-----")
 	end := strings.LastIndex(res.Output, "-----END CERTIFICATE-----")
@@ -290,41 +356,24 @@ func (d *Device) ReadChainPEM(ctx context.Context) ([]byte, error) {
 	return []byte(res.Output[start:end+len("-----END CERTIFICATE-----")] + "\n"), nil
 }
 
-// Verify reads the chain back and checks it: identical to the issued one (when given), a valid
-// path to the roots, and a leaf whose key is the key of the CSR it was issued for.
-func (d *Device) Verify(ctx context.Context, want *pki.Issued, opts Options) error {
+// Verify reads the chain back and checks it with device.Verify: identical to want's (when
+// given), its leaf holding the key of want's CSR, a valid path to the roots at now.
+func (d *Device) Verify(ctx context.Context, want *pki.Issued, roots []*x509.Certificate, now time.Time) error {
 	chain, err := d.ReadChain(ctx)
 	if err != nil {
-		return d.fail(StepReadBack, err)
+		return d.fail(device.StepReadBack, err)
 	}
-	if want != nil {
-		if len(chain) != len(want.Chain) {
-			return d.fail(StepReadBack, fmt.Errorf("%w: %d certificates read back, %d issued", ErrChainMismatch, len(chain), len(want.Chain)))
-		}
-		for i := range chain {
-			if !bytes.Equal(chain[i].Raw, want.Chain[i].Raw) {
-				return d.fail(StepReadBack, fmt.Errorf("%w: certificate %d (%s) has SHA-256 %s, issued %s",
-					ErrChainMismatch, i, chain[i].Subject, pki.Fingerprint(chain[i]), pki.Fingerprint(want.Chain[i])))
-			}
-		}
-		if !pki.SamePublicKey(chain[0].PublicKey, want.CSR.PublicKey) {
-			return d.fail(StepVerify, errors.New("leaf public key is not the key of the device's CSR"))
-		}
-	}
-	if err := pki.VerifyChain(chain, opts.Roots, opts.now()); err != nil {
-		return d.fail(StepVerify, err)
-	}
-	return nil
+	return device.VerifyStep(d.cfg.Name, chain, want, roots, now)
 }
 
 // Reboot reboots the device through its console and waits for its prompt.
 func (d *Device) Reboot(ctx context.Context) error {
-	return d.restart(ctx, StepReboot, d.cfg.Commands.Reboot)
+	return d.restart(ctx, device.StepReboot, d.cfg.Commands.Reboot)
 }
 
 // FactoryReset wipes the device's user data and waits for it to come back.
 func (d *Device) FactoryReset(ctx context.Context) error {
-	return d.restart(ctx, StepReset, d.cfg.Commands.FactoryReset)
+	return d.restart(ctx, device.StepReset, d.cfg.Commands.FactoryReset)
 }
 
 // restart sends a command that takes the device down, waits for the proof that it went down (the

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"hilbench/harness/device"
 	"hilbench/harness/flash"
 )
 
@@ -91,14 +92,6 @@ func (c FlashConfig) withDefaults() FlashConfig {
 	return c
 }
 
-// FlashOptions are per-run choices.
-type FlashOptions struct {
-	ExpectVersion string                        // when set, the booted firmware must report it
-	Progress      func(target, step string)     // told each step as it starts
-	Transfer      func(sent, total int64)       // transfer progress (a progress bar)
-	Note          func(format string, a ...any) // retries and what caused them
-}
-
 // FlashResult is a verified flash.
 type FlashResult struct {
 	Version   string      // what the booted firmware reports
@@ -109,10 +102,11 @@ type FlashResult struct {
 	Installed string // the bootloader's verdict line
 }
 
-// Flash writes img through the device's bootloader: enter it, send the image with YMODEM (retrying
-// a failed transfer), check the digest the bootloader reports against the image's, boot, and read
-// the running version. Any failure is an error: a flash is only reported done when all of it held.
-func (d *Device) Flash(ctx context.Context, img *flash.Image, cfg FlashConfig, opts FlashOptions) (*FlashResult, error) {
+// FlashWith writes img through the device's bootloader as cfg says: enter it, send the image with
+// YMODEM (retrying a failed transfer), check the digest the bootloader reports against the image's,
+// boot, and read the running version. Any failure is an error: a flash is only reported done when
+// all of it held. Session.Flash is this with the bench's flash settings.
+func (d *Device) FlashWith(ctx context.Context, img *flash.Image, cfg FlashConfig, opts device.FlashOptions) (*FlashResult, error) {
 	cfg = cfg.withDefaults()
 	start := time.Now()
 	step := func(s string) {
@@ -265,7 +259,7 @@ func (d *Device) backToBootloader(ctx context.Context, cfg FlashConfig) error {
 }
 
 // transfer runs one load command: YMODEM, then the bootloader's digest and verdict.
-func (d *Device) transfer(ctx context.Context, img *flash.Image, cfg FlashConfig, opts FlashOptions) (flash.Stats, string, string, error) {
+func (d *Device) transfer(ctx context.Context, img *flash.Image, cfg FlashConfig, opts device.FlashOptions) (flash.Stats, string, string, error) {
 	var st flash.Stats
 	tctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hilbench/harness/bench"
+	"hilbench/harness/device"
 	"hilbench/harness/flash"
 	"hilbench/targets/acs"
 	"hilbench/targets/acs/sim"
@@ -65,7 +66,7 @@ func TestFlashBootsTheNewVersion(t *testing.T) {
 	defer cancel()
 	img := simImage(t, "acs-sim-9.9.9", 50<<10)
 	var steps []string
-	res, err := s.Flash(ctx, img, acs.FlashConfig{Timeout: 10 * time.Second}, acs.FlashOptions{
+	res, err := s.FlashWith(ctx, img, acs.FlashConfig{Timeout: 10 * time.Second}, device.FlashOptions{
 		ExpectVersion: "acs-sim-9.9.9",
 		Progress:      func(_, step string) { steps = append(steps, step) },
 	})
@@ -95,7 +96,7 @@ func TestFlashRejectedImageIsAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Flash(ctx, img, acs.FlashConfig{Timeout: 10 * time.Second}, acs.FlashOptions{})
+	_, err = s.FlashWith(ctx, img, acs.FlashConfig{Timeout: 10 * time.Second}, device.FlashOptions{})
 	if err == nil || !errors.Is(err, acs.ErrImageRejected) {
 		t.Fatalf("Flash of an invalid image = %v, want ErrImageRejected", err)
 	}
@@ -120,7 +121,7 @@ func BenchmarkFlashYModem921600(b *testing.B) {
 	var share, bps float64
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		res, err := s.Flash(ctx, img, acs.FlashConfig{Timeout: 20 * time.Second}, acs.FlashOptions{})
+		res, err := s.FlashWith(ctx, img, acs.FlashConfig{Timeout: 20 * time.Second}, device.FlashOptions{})
 		cancel()
 		if err != nil {
 			b.Fatal(err)
@@ -140,7 +141,7 @@ func BenchmarkFlashYModemUnlimited(b *testing.B) {
 	var bps float64
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		res, err := s.Flash(ctx, img, acs.FlashConfig{Timeout: 20 * time.Second}, acs.FlashOptions{})
+		res, err := s.FlashWith(ctx, img, acs.FlashConfig{Timeout: 20 * time.Second}, device.FlashOptions{})
 		cancel()
 		if err != nil {
 			b.Fatal(err)
@@ -171,7 +172,7 @@ func TestFlashEntersByStrapAndPowerCycle(t *testing.T) {
 			return d.PowerOn()
 		},
 	}
-	res, err := s.Flash(ctx, simImage(t, "acs-sim-strap", 8<<10), cfg, acs.FlashOptions{ExpectVersion: "acs-sim-strap"})
+	res, err := s.FlashWith(ctx, simImage(t, "acs-sim-strap", 8<<10), cfg, device.FlashOptions{ExpectVersion: "acs-sim-strap"})
 	if err != nil {
 		t.Fatalf("Flash by strap: %v", err)
 	}
@@ -185,8 +186,65 @@ func TestFlashWithoutPowerControlCannotUseTheStrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg := acs.FlashConfig{Timeout: 2 * time.Second, Strap: func(context.Context, bool) error { return nil }}
-	_, err := s.Flash(ctx, simImage(t, "x", 1024), cfg, acs.FlashOptions{})
+	_, err := s.FlashWith(ctx, simImage(t, "x", 1024), cfg, device.FlashOptions{})
 	if err == nil || !strings.Contains(err.Error(), "power control") {
 		t.Errorf("Flash by strap without power control = %v", err)
+	}
+}
+
+// The Session flashes with the bench's flash section, mapped once at Open (device.Flasher); a
+// target without one is not flashable over its console.
+func TestSessionFlashUsesTheBenchSettings(t *testing.T) {
+	d, err := sim.Start(sim.Config{Name: "dut1", Dir: filepath.Join(t.TempDir(), "dut1"),
+		Profile: "../../fixtures/profiles/device.conf", BootDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	open := func(f *bench.Flash) *acs.Session {
+		tg := &bench.Target{Name: "dut1", Family: bench.FamilyACS, Console: bench.Console{Port: d.PortPath(), Baud: 115200},
+			ACS: &bench.ACSOptions{DataDir: d.DataDir()}, Flash: f}
+		s, err := acs.Open(ctx, tg, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	plain := open(nil)
+	if _, err := plain.Flash(ctx, simImage(t, "x", 1024), device.FlashOptions{}); !errors.Is(err, device.ErrUnsupported) {
+		t.Errorf("Flash without a flash section = %v, want ErrUnsupported", err)
+	}
+	if err := plain.PowerCycle(ctx); !errors.Is(err, device.ErrUnsupported) {
+		t.Errorf("PowerCycle without a power section = %v, want ErrUnsupported", err)
+	}
+	plain.Close()
+
+	// A load command the boot ROM does not know: the bench's value must be the one used.
+	s := open(&bench.Flash{Method: bench.MethodYModem, Timeout: 3 * time.Second, LoadCommand: "loadz"})
+	cfg, err := s.FlashConfig()
+	if err != nil || cfg.LoadCommand != "loadz" || cfg.Timeout != 3*time.Second {
+		t.Fatalf("FlashConfig = %+v, %v", cfg, err)
+	}
+	var f device.Flasher = s
+	if _, err := f.Flash(ctx, simImage(t, "acs-sim-loadz", 4<<10), device.FlashOptions{}); err == nil || !strings.Contains(err.Error(), `"loadz"`) {
+		t.Fatalf("Flash with load command loadz = %v, want the boot ROM not to start receiving", err)
+	}
+	s.Close()
+	d.Reboot()
+
+	s = open(&bench.Flash{Method: bench.MethodYModem, Timeout: 10 * time.Second})
+	res, err := s.Flash(ctx, simImage(t, "acs-sim-7.7.7", 16<<10), device.FlashOptions{ExpectVersion: "acs-sim-7.7.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != "acs-sim-7.7.7" || res.Attempts != 1 || res.Facts["ymodem_bytes_per_s"] == "" || d.RunningVersion() != "acs-sim-7.7.7" {
+		t.Errorf("result %+v, device runs %q", res, d.RunningVersion())
 	}
 }
