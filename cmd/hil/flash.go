@@ -102,7 +102,7 @@ func flashSerial(ctx context.Context, t *bench.Target, img *flash.Image, expect,
 		return err
 	}
 	defer d.Close()
-	defer statsFacts(o, d.Stats())
+	defer func() { statsFacts(o, d.Stats()) }()
 	f, ok := d.(device.Flasher)
 	if !ok {
 		return fmt.Errorf("target %s (%s) cannot be flashed over its console: %w", t.Name, t.Family, device.ErrUnsupported)

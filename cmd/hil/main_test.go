@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -344,6 +345,10 @@ func TestFlashOverTheConsole(t *testing.T) {
 	o := outcome(t, lastReport(t, sb.Bench.Output, "flash"), "dut1")
 	if !o.Passed || o.Facts["version"] != "acs-sim-3.1.4" || o.Facts["ymodem_bytes_per_s"] == "" || o.Facts["transfers"] != "1" {
 		t.Errorf("flash outcome %+v", o)
+	}
+	// The line counters are read after the flash: the image went over the console.
+	if tx, err := strconv.Atoi(o.Facts["tx_bytes"]); err != nil || tx < 20000 {
+		t.Errorf("tx_bytes %q after sending a 20000-byte image", o.Facts["tx_bytes"])
 	}
 	if v := sb.Devices[0].RunningVersion(); v != "acs-sim-3.1.4" {
 		t.Errorf("the device runs %q", v)
