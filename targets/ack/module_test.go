@@ -552,3 +552,30 @@ func TestTextOnlyErrorIsRedacted(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A restart while the held chain is read is recovered from, and the chain read again: it is not
+// taken for a chain that cannot be read.
+func TestRestartWhileCheckingTheHeldChain(t *testing.T) {
+	st := newStation(t)
+	f, m := newModule(t, testConfig(), nil)
+	if _, err := m.Provision(ctx(t), st, device.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	f2, m2 := newModuleOn(t, f)
+	reads := 0
+	f2.setAct(func(n int, verb string) action {
+		if verb == "READ" {
+			if reads++; reads == 1 {
+				return actRebootFirst
+			}
+		}
+		return actNormal
+	})
+	_, err := m2.Provision(ctx(t), st, device.Options{})
+	if !errors.Is(err, device.ErrAlreadyProvisioned) || strings.Contains(err.Error(), "cannot be read") || m2.LineStats().Recoveries != 1 {
+		t.Fatalf("err = %v, recoveries %d; want a refusal after one recovery", err, m2.LineStats().Recoveries)
+	}
+	if st.calls.Load() != 1 {
+		t.Errorf("%d signatures, want 1", st.calls.Load())
+	}
+}

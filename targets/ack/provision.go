@@ -138,6 +138,9 @@ func (p *provisioning) attempt(ctx context.Context, info Info) (*device.Result, 
 		}
 		p.opts.Step(name, device.StepCheck)
 		held, _, err := m.readHeld(ctx, info)
+		if err != nil && p.recoverable(err) {
+			return nil, err // a restart or silence while reading: recover, then read again
+		}
 		if err != nil && !p.opts.Reprovision {
 			return nil, m.fail(device.StepCheck, fmt.Errorf("%w (DSN %s, chain SHA-256 %s, which cannot be read: %v); pass --reprovision to replace it",
 				device.ErrAlreadyProvisioned, info.DSN, info.CertSHA256, err))
