@@ -1,5 +1,5 @@
 // Package station assembles what a provisioning station needs from a bench file: the DAK (its
-// signer, budget and audit log, or a signing agent that owns them), the product profile and the
+// signer, ledger and audit log, or a signing agent that owns them), the product profile and the
 // trust anchors. The CLI and the specs both start here, so a spec run exercises the same set-up a
 // factory line does.
 //
@@ -7,10 +7,11 @@
 //
 //   - Station: one bench's signing set-up, checked at start: a DAK whose key does not match its
 //     certificate, or that has expired, stops the station before any device is touched.
-//   - Direct signing (softdak, yubikey): this process owns the key. Every certificate is counted
-//     against the DAK's budget (seed 003) before it is signed and recorded in the audit log after.
-//   - Agent signing (agent): `hil signer serve` owns the key, its budget and its audit log; the
-//     station sends CSRs over the agent's socket.
+//   - Direct signing (softdak, yubikey): this process owns the key and runs the issuance
+//     pipeline (harness/issue): every certificate is reserved in the ledger with the DAK's budget
+//     before it is signed, and recorded in the audit log and the ledger before it is handed out.
+//   - Agent signing (agent): `hil signer serve` owns the key, the ledger and the audit log; the
+//     station's Issuer is the agent's client.
 //   - Roots: the trust anchors chains must verify to; the bench's roots, or the DAK certificate
 //     itself when the bench names none.
 package station
@@ -23,41 +24,49 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"hilbench/harness/bench"
 	"hilbench/harness/device"
+	"hilbench/harness/issue"
+	"hilbench/harness/ledger"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer"
 	"hilbench/harness/signer/agent"
 	"hilbench/harness/signer/audit"
-	"hilbench/harness/signer/budget"
 	"hilbench/harness/signer/softdak"
 	"hilbench/harness/signer/yubikey"
 )
 
 // Station is a bench's signing set-up.
 type Station struct {
-	Signer  signer.Signer // nil when an agent signs
-	Profile *pki.Profile  // nil when an agent signs (the agent checks CSRs)
-	Certs   *pki.Issuer   // nil when an agent signs
-	Roots   []*x509.Certificate
-	Budget  *budget.Budget // direct signing only
-	Audit   *audit.Log     // direct signing only
+	Signer  signer.Signer       // nil when an agent signs
+	Profile *pki.Profile        // the product profile (an agent checks CSRs with its own)
+	Certs   *pki.Issuer         // nil when an agent signs
+	Roots   []*x509.Certificate // trust anchors chains must verify to
+	// Pipeline is the issuance pipeline when this process signs (nil with an agent); its ledger
+	// and audit log are the station's records.
+	Pipeline *issue.Pipeline
+	// Issuer turns device CSRs into chains, exactly once per device key: the pipeline, or the
+	// signing agent's client. Drivers provision through it.
+	Issuer device.Issuer
 	// Logf receives budget warnings; nil: standard error.
 	Logf func(format string, args ...any)
-	// Issuer turns device CSRs into chains, exactly once per device key; drivers use it.
-	Issuer device.Issuer
 
 	agent *agent.Client
-	mu    sync.Mutex // direct signing: reserve, sign, record, one at a time
 }
 
-// Open opens the bench's DAK (or its agent), profile and roots.
+// Open opens the bench's DAK (or its agent), profile, ledger and roots. With a DAK of its own
+// the station refuses to start when the ledger counts fewer signatures than the audit log
+// holds for the DAK (a deleted or rolled-back ledger).
 func Open(ctx context.Context, b *bench.Bench, now time.Time) (*Station, error) {
 	roots, err := Roots(b)
 	if err != nil {
+		return nil, err
+	}
+	st := &Station{}
+	fail := func(err error) (*Station, error) {
+		st.Close()
 		return nil, err
 	}
 	if b.Signer.Type == bench.SignerAgent {
@@ -68,38 +77,95 @@ func Open(ctx context.Context, b *bench.Bench, now time.Time) (*Station, error) 
 		if err != nil {
 			return nil, err
 		}
-		st := &Station{Roots: roots, agent: c}
-		st.Issuer = interimIssuer{st}
+		st.Roots, st.agent = roots, c
+		st.Issuer = c.Issuer(roots)
+		if b.Profile.DeviceConf != "" {
+			// Drivers that build their CSR's subject (ACK) need the profile here too.
+			if st.Profile, err = LoadProfile(b); err != nil {
+				return fail(err)
+			}
+		}
 		return st, nil
 	}
 	s, err := OpenSigner(ctx, b, now)
 	if err != nil {
 		return nil, err
 	}
+	st.Signer = s
 	if len(roots) == 0 {
 		roots = s.Chain()[:1] // the DAK certificate itself
 	}
-	st := &Station{Signer: s, Roots: roots}
-	st.Issuer = interimIssuer{st}
-	fail := func(err error) (*Station, error) {
-		st.Close()
-		return nil, err
-	}
+	st.Roots = roots
 	if st.Profile, err = LoadProfile(b); err != nil {
 		return fail(err)
 	}
-	chain := s.Chain()
-	st.Certs = &pki.Issuer{
-		Profile:       st.Profile,
-		Signer:        s,
-		CA:            chain[0],
-		Intermediates: chain[1:],
-		Validity:      Validity(b),
-	}
-	if st.Budget, st.Audit, err = OpenLedger(b, chain[0]); err != nil {
+	if st.Pipeline, err = OpenPipeline(ctx, b, s, st.Profile, roots, st.logf); err != nil {
 		return fail(err)
 	}
+	st.Certs = st.Pipeline.Certs
+	st.Issuer = st.Pipeline
 	return st, nil
+}
+
+// OpenPipeline opens the bench's ledger and audit log and builds the issuance pipeline for the
+// DAK s: the one path every certificate takes, at a station or in the signing agent. It checks
+// the ledger's count against the audit log and a round-1 budget file before anything is signed.
+func OpenPipeline(ctx context.Context, b *bench.Bench, s signer.Signer, profile *pki.Profile,
+	roots []*x509.Certificate, logf func(string, ...any)) (*issue.Pipeline, error) {
+	chain := s.Chain()
+	dir := StateDir(b)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("signer state directory: %w", err)
+	}
+	lg, err := ledger.Open(ctx, b.Ledger, b.Output)
+	if err != nil {
+		return nil, err
+	}
+	log, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		lg.Close()
+		return nil, err
+	}
+	p := &issue.Pipeline{
+		Certs: &pki.Issuer{
+			Profile:       profile,
+			Signer:        s,
+			CA:            chain[0],
+			Intermediates: chain[1:],
+			Validity:      Validity(b),
+		},
+		Ledger:        lg,
+		Audit:         log,
+		MaxSignatures: b.Signer.MaxSignatures,
+		Station:       StationID(),
+		TrustAnchors:  roots,
+		Logf:          logf,
+	}
+	if err := p.CheckBudgetFloor(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.CheckLegacyBudget(ctx, filepath.Join(dir, "budget")); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// StationID names this station in ledger records: the host name.
+func StationID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "station"
+	}
+	return h
+}
+
+// SetRun names the run whose records the station writes from now on.
+func (s *Station) SetRun(id string) {
+	if s.Pipeline != nil {
+		s.Pipeline.RunID = id
+	}
 }
 
 // LoadProfile reads the bench's product profile.
@@ -136,24 +202,6 @@ func SocketPath(b *bench.Bench) string {
 	return filepath.Join(StateDir(b), "agent.sock")
 }
 
-// OpenLedger opens the DAK's budget counter and audit log in the bench's state directory.
-func OpenLedger(b *bench.Bench, dak *x509.Certificate) (*budget.Budget, *audit.Log, error) {
-	dir := StateDir(b)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("signer state directory: %w", err)
-	}
-	bud, err := budget.Open(filepath.Join(dir, "budget"), dak, b.Signer.MaxSignatures)
-	if err != nil {
-		return nil, nil, err
-	}
-	log, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
-	if err != nil {
-		bud.Close()
-		return nil, nil, err
-	}
-	return bud, log, nil
-}
-
 // Description names the DAK, safe to log.
 func (s *Station) Description() string {
 	if s.agent != nil {
@@ -165,54 +213,20 @@ func (s *Station) Description() string {
 	return s.Signer.Description()
 }
 
-// Close releases the DAK (a YubiKey session is reset and closed), the ledger or the agent connection.
+// Close releases the DAK (a YubiKey session is reset and closed), the ledger and audit log, or
+// the agent connection.
 func (s *Station) Close() error {
 	var errs []error
 	if s.agent != nil {
 		errs = append(errs, s.agent.Close())
 	}
-	if s.Audit != nil {
-		errs = append(errs, s.Audit.Close())
-	}
-	if s.Budget != nil {
-		errs = append(errs, s.Budget.Close())
+	if s.Pipeline != nil {
+		errs = append(errs, s.Pipeline.Close())
 	}
 	if c, ok := s.Signer.(io.Closer); ok {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// Issue checks a CSR and issues its chain for the named target. Direct signing checks the CSR
-// first (a bad CSR costs no budget), reserves a signature in the budget, signs, and records the
-// certificate in the audit log before returning it.
-func (s *Station) Issue(ctx context.Context, target string, csrPEM []byte) (*pki.Issued, error) {
-	if s.agent != nil {
-		return s.agent.Issue(ctx, target, csrPEM)
-	}
-	if _, err := s.Profile.CheckCSR(csrPEM); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	res, err := s.Budget.Reserve()
-	if err != nil {
-		return nil, err
-	}
-	if res.Warning {
-		s.logf("DAK budget: %s", res.Message)
-	}
-	issued, err := s.Certs.Issue(csrPEM)
-	if err != nil {
-		return nil, err
-	}
-	rec := audit.FromIssued(issued)
-	rec.Target, rec.BudgetUsed, rec.BudgetMax = target, res.Used, res.Max
-	if err := s.Audit.Append(rec); err != nil {
-		// Nothing leaves the station that its record does not hold.
-		return nil, fmt.Errorf("recording certificate %s in the audit log (it was signed and counted, but is held back): %w", rec.Serial, err)
-	}
-	return issued, nil
 }
 
 func (s *Station) logf(format string, args ...any) {
