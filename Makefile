@@ -27,11 +27,13 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-# Every test: unit tests with the race detector (the specs sign with SoftDAK), the specs again
+# Every test: unit tests with the race detector (the specs sign with SoftDAK), the crash campaign
+# (kill -9 of hil provision; without the race detector, which only slows its processes), the specs again
 # signing with a virtual YubiKey through pcscd and a signing agent, and both again as parallel
 # Ginkgo processes.
 test: deps vet
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run CrashCampaign ./cmd/hil
 	$(GO) test -race -count=1 ./specs -args --signer=yubikey --out=$(CURDIR)/$(OUT)/specs-yubikey
 	$(GINKGO) --procs=3 --race ./specs -- --out=$(CURDIR)/$(OUT)/specs-parallel
 	$(GINKGO) --procs=3 --race ./specs -- --signer=yubikey --out=$(CURDIR)/$(OUT)/specs-parallel-yubikey

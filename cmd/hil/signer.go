@@ -5,16 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"os"
-	"path/filepath"
 	"time"
 
 	"hilbench/harness/bench"
-	"hilbench/harness/issue"
-	"hilbench/harness/ledger"
-	"hilbench/harness/pki"
 	"hilbench/harness/signer/agent"
-	"hilbench/harness/signer/audit"
 	"hilbench/harness/station"
 )
 
@@ -93,43 +87,13 @@ func cmdSigner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logger := log.New(stdout, "hil signer: ", log.LstdFlags|log.Lmicroseconds)
 
 	// The pipeline: the bench's ledger (budget, one chain per device key) and the audit log in
-	// the signer's state directory.
-	dir := station.StateDir(b)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("signer state directory: %w", err)
-	}
-	lg, err := ledger.Open(ctx, b.Ledger, b.Output)
+	// the signer's state directory, checked against each other and an earlier budget file.
+	p, err := station.OpenPipeline(ctx, b, dak, profile, roots, logger.Printf)
 	if err != nil {
 		return err
-	}
-	auditLog, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
-	if err != nil {
-		lg.Close()
-		return err
-	}
-	chain := dak.Chain()
-	started := time.Now()
-	p := &issue.Pipeline{
-		Certs: &pki.Issuer{
-			Profile:       profile,
-			Signer:        dak,
-			CA:            chain[0],
-			Intermediates: chain[1:],
-			Validity:      station.Validity(b),
-		},
-		Ledger:        lg,
-		Audit:         auditLog,
-		MaxSignatures: b.Signer.MaxSignatures,
-		Station:       stationID(),
-		RunID:         "signer-" + started.UTC().Format("20060102T150405Z"),
-		TrustAnchors:  roots,
-		Logf:          logger.Printf,
 	}
 	defer p.Close()
-	// The budget file of earlier releases counted this DAK's signatures before the ledger did.
-	if err := p.CheckLegacyBudget(ctx, filepath.Join(dir, "budget")); err != nil {
-		return err
-	}
+	p.RunID = "signer-" + time.Now().UTC().Format("20060102T150405Z")
 	srv := &agent.Server{
 		Pipeline:    p,
 		Description: dak.Description(),
@@ -139,13 +103,4 @@ func cmdSigner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		},
 	}
 	return srv.Serve(ctx, socket) // refuses a ledger that counts fewer signatures than the audit log holds
-}
-
-// stationID names this station in ledger records: the host name.
-func stationID() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "station"
-	}
-	return h
 }
