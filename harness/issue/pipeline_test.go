@@ -582,3 +582,39 @@ func TestReservationHeldElsewhere(t *testing.T) {
 	}
 	f.p.ReservationLease = 0
 }
+
+// Two DAKs on one ledger: each counts its own budget, a device keeps the identity the first
+// DAK gave it (the second signs nothing for it), and the ledger stays consistent.
+func TestTwoDAKsOnOneLedger(t *testing.T) {
+	ctx := context.Background()
+	a := newFixture(t, 2)
+	other, err := softdak.InitDevelopment(filepath.Join(t.TempDir(), "dak2"), softdak.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := softdak.Open(other.Key, other.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fixture{signer: &countingSigner{Signer: d2}, dir: a.dir, profile: a.profile}
+	b.open(t, 2) // the same ledger file and audit log
+	if a.p.DAKSHA256() == b.p.DAKSHA256() {
+		t.Fatal("the two development DAKs are the same")
+	}
+	ka, kb := newKey(t), newKey(t)
+	if _, err := a.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: a.csr(t, ka)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.p.Issue(ctx, device.IssueRequest{Target: "dut2", CSRPEM: b.csr(t, kb)}); err != nil {
+		t.Fatal(err)
+	}
+	// The device DAK A certified comes to a station with DAK B: its chain, nothing signed.
+	is, reused, err := b.p.IssueResult(ctx, device.IssueRequest{Target: "dut1", CSRPEM: b.csr(t, ka)})
+	if err != nil || !reused || is.Chain[1].Equal(b.signer.Chain()[0]) {
+		t.Fatalf("DAK B for a device DAK A certified: reused=%v err=%v", reused, err)
+	}
+	if a.budget(t) != 1 || b.budget(t) != 1 || a.signer.n.Load() != 1 || b.signer.n.Load() != 1 {
+		t.Fatalf("budgets %d and %d, signatures %d and %d; want 1 each", a.budget(t), b.budget(t), a.signer.n.Load(), b.signer.n.Load())
+	}
+	a.check(t)
+}
