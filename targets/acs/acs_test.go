@@ -15,11 +15,13 @@ import (
 
 	"github.com/creack/pty"
 
+	"hilbench/harness/bench"
 	"hilbench/harness/console"
 	"hilbench/harness/device"
 	"hilbench/harness/pki"
 	"hilbench/harness/station"
 	"hilbench/targets/acs"
+	"hilbench/targets/acs/sim"
 	"hilbench/targets/simbench"
 )
 
@@ -215,5 +217,34 @@ func BenchmarkProvisionCycle115200(b *testing.B) {
 		b.ReportMetric(bound.Seconds(), "bound-s")
 		b.ReportMetric(el.Seconds(), "cycle-s")
 		b.ReportMetric(el.Seconds()/bound.Seconds(), "x-bound")
+	}
+}
+
+// A device opened while it boots (right after a power cycle) is waited for: the first command
+// goes to its shell, not into its boot log.
+func TestReadChainWaitsForABootingDevice(t *testing.T) {
+	d, err := sim.Start(sim.Config{Name: "dut1", Dir: filepath.Join(t.TempDir(), "dut1"),
+		Profile: "../../fixtures/profiles/device.conf", BootDelay: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	tg := &bench.Target{Name: "dut1", Family: bench.FamilyACS, Console: bench.Console{Port: d.PortPath(), Baud: 115200},
+		ACS: &bench.ACSOptions{DataDir: d.DataDir(), CommandTimeout: 2 * time.Second, BootTimeout: 20 * time.Second}}
+	if err := d.PowerOff(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PowerOn(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := acs.Open(ctx, tg, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ReadChain(ctx); !errors.Is(err, device.ErrNoChain) {
+		t.Fatalf("ReadChain on a booting device = %v, want ErrNoChain once it is up", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hilbench/harness/console"
@@ -36,6 +37,9 @@ type Device struct {
 
 	mu     sync.Mutex
 	issued *pki.Issued // the one chain issued for this device by this Device (CSR set)
+	// ready: the shell prompt was seen since New (Sync, a restart, a flash that booted). Until
+	// then the device may still be booting (just opened after a power cycle).
+	ready atomic.Bool
 }
 
 // New returns a driver for the device behind con.
@@ -74,14 +78,28 @@ func (d *Device) shell(ctx context.Context, step, cmd string) (string, error) {
 	return res.Output, nil
 }
 
-// Sync waits for the shell prompt.
+// Sync waits for the shell prompt: up to the command timeout, or the boot timeout when the
+// prompt has not been seen since New (the device may still be booting).
 func (d *Device) Sync(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.CommandTimeout)
+	timeout := d.cfg.CommandTimeout
+	if !d.ready.Load() {
+		timeout = max(timeout, d.cfg.BootTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := d.con.Sync(ctx); err != nil {
 		return d.fail(StepSync, err)
 	}
+	d.ready.Store(true)
 	return nil
+}
+
+// ensureReady syncs a device whose prompt has not been seen since New.
+func (d *Device) ensureReady(ctx context.Context) error {
+	if d.ready.Load() {
+		return nil
+	}
+	return d.Sync(ctx)
 }
 
 // Provision runs the DHA cycle, exactly once per device key (harness/device once.go):
@@ -110,7 +128,7 @@ func (d *Device) Provision(ctx context.Context, iss device.Issuer, opts device.O
 	mine := d.Issued()
 
 	opts.Step(name, device.StepCheck)
-	held, err := d.ReadChain(ctx)
+	held, err := d.readChain(ctx)
 	if err != nil && !errors.Is(err, device.ErrNoChain) {
 		return nil, d.fail(device.StepCheck, err)
 	}
@@ -191,7 +209,7 @@ func (d *Device) Provision(ctx context.Context, iss device.Issuer, opts device.O
 		return res, err
 	}
 	opts.Step(name, device.StepReadBack)
-	if err := d.Verify(ctx, issued, iss.Roots(), opts.Time()); err != nil {
+	if err := d.verify(ctx, issued, iss.Roots(), opts.Time()); err != nil {
 		return res, err
 	}
 	if err := device.MarkVerified(ctx, iss, name, issued.Certificate); err != nil {
@@ -323,10 +341,17 @@ func (d *Device) Upload(ctx context.Context, data []byte) error {
 }
 
 // ReadChain reads the stored chain (get_field 0x202). A failing command or an output without a
-// certificate means no chain; an output with a broken certificate is an error of its own. The
-// device must be at its prompt: Sync first after opening it or restarting it.
+// certificate means no chain (device.ErrNoChain); an output with a broken certificate is an error
+// of its own. A device just opened is first synced (it may still be booting).
 func (d *Device) ReadChain(ctx context.Context) ([]*x509.Certificate, error) {
-	raw, err := d.ReadChainPEM(ctx)
+	if err := d.ensureReady(ctx); err != nil {
+		return nil, err
+	}
+	return d.readChain(ctx)
+}
+
+func (d *Device) readChain(ctx context.Context) ([]*x509.Certificate, error) {
+	raw, err := d.readChainPEM(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -339,6 +364,13 @@ func (d *Device) ReadChain(ctx context.Context) ([]*x509.Certificate, error) {
 
 // ReadChainPEM is the chain exactly as the device printed it (LF line ends).
 func (d *Device) ReadChainPEM(ctx context.Context) ([]byte, error) {
+	if err := d.ensureReady(ctx); err != nil {
+		return nil, err
+	}
+	return d.readChainPEM(ctx)
+}
+
+func (d *Device) readChainPEM(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.CommandTimeout)
 	defer cancel()
 	res, err := d.con.Shell(ctx, d.cfg.Commands.GetChain)
@@ -359,7 +391,14 @@ func (d *Device) ReadChainPEM(ctx context.Context) ([]byte, error) {
 // Verify reads the chain back and checks it with device.Verify: identical to want's (when
 // given), its leaf holding the key of want's CSR, a valid path to the roots at now.
 func (d *Device) Verify(ctx context.Context, want *pki.Issued, roots []*x509.Certificate, now time.Time) error {
-	chain, err := d.ReadChain(ctx)
+	if err := d.ensureReady(ctx); err != nil {
+		return err
+	}
+	return d.verify(ctx, want, roots, now)
+}
+
+func (d *Device) verify(ctx context.Context, want *pki.Issued, roots []*x509.Certificate, now time.Time) error {
+	chain, err := d.readChain(ctx)
 	if err != nil {
 		return d.fail(device.StepReadBack, err)
 	}
@@ -394,6 +433,7 @@ func (d *Device) restart(ctx context.Context, step, cmd string) error {
 	if err := d.con.Sync(ctx); err != nil {
 		return d.fail(step, fmt.Errorf("no prompt after %q: %w", cmd, err))
 	}
+	d.ready.Store(true)
 	return nil
 }
 

@@ -120,8 +120,15 @@ func (d *Device) FlashWith(ctx context.Context, img *flash.Image, cfg FlashConfi
 		}
 	}
 	want := hex.EncodeToString(img.SHA256[:])
+	booted := false
 
 	step(StepEnterBootloader)
+	defer func() {
+		// Not at the shell until a boot brought its prompt back (below).
+		if !booted {
+			d.ready.Store(false)
+		}
+	}()
 	if err := d.enterBootloader(ctx, cfg); err != nil {
 		return nil, d.fail(StepEnterBootloader, err)
 	}
@@ -171,6 +178,7 @@ func (d *Device) FlashWith(ctx context.Context, img *flash.Image, cfg FlashConfi
 	if err := d.con.Sync(bctx); err != nil {
 		return nil, d.fail(StepBoot, fmt.Errorf("no shell prompt after %q: %w", cfg.BootCommand, err))
 	}
+	booted = true
 
 	step(StepVersion)
 	out, err := d.shell(ctx, StepVersion, cfg.VersionCommand)

@@ -193,8 +193,10 @@ func (s *Session) PowerCycle(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, s.cfg.BootTimeout)
 	defer cancel()
 	if err := s.con.Sync(bctx); err != nil {
+		s.ready.Store(false)
 		return device.Fail(s.Name(), device.StepPower, fmt.Errorf("no prompt after the power cycle: %w", err))
 	}
+	s.ready.Store(true)
 	return nil
 }
 
