@@ -195,6 +195,7 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	st.SetRun(filepath.Base(dir)) // ledger records name the run whose report and transcripts tell more
 	env, err := deviceEnv(b, st, dir)
 	if err != nil {
 		return err
