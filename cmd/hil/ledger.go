@@ -82,9 +82,19 @@ func cmdLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err != nil {
 				return err
 			}
+			shown := struct {
+				*ledger.Record
+				// What labels and control logs need, from the leaf.
+				BarcodePublicKey    string `json:"barcode_public_key,omitempty"`
+				ControlLogPublicKey string `json:"control_log_public_key,omitempty"`
+			}{Record: rec}
+			if chain, err := pki.ParseChainPEM([]byte(rec.ChainPEM)); err == nil && len(chain) > 0 {
+				shown.BarcodePublicKey, _ = pki.CompressedPublicKey(chain[0].PublicKey)
+				shown.ControlLogPublicKey = pki.ControlLogPublicKey(chain[0])
+			}
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
-			return enc.Encode(rec)
+			return enc.Encode(shown)
 		}
 	case "export":
 		format := fs.String("format", "jsonl", "jsonl or csv")
