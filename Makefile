@@ -26,6 +26,7 @@ demo: deps build
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum not tidy (go mod tidy -diff):"; $(GO) mod tidy -diff; exit 1; }
 
 # Every test: unit tests with the race detector (the specs sign with SoftDAK), the crash campaign
 # (kill -9 of hil provision; without the race detector, which only slows its processes), the specs again
