@@ -154,17 +154,7 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 	unlock := p.keyMu.lock(key)
 	defer unlock()
 
-	lookup := func() (*ledger.Record, error) {
-		rec, err := p.Ledger.Live(ctx, key)
-		if errors.Is(err, ledger.ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, ledgerErr(fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err))
-		}
-		return rec, nil
-	}
-	rec, err := lookup()
+	rec, err := p.liveByHash(ctx, key)
 	if err != nil {
 		return nil, false, err
 	}
@@ -174,7 +164,7 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 	}
 	if flushed > 0 {
 		// A certificate held back by an audit failure may be this key's, recorded just now.
-		if rec, err = lookup(); err != nil {
+		if rec, err = p.liveByHash(ctx, key); err != nil {
 			return nil, false, err
 		}
 	}
@@ -308,16 +298,9 @@ func (p *Pipeline) flushUnaudited(ctx context.Context) (int, error) {
 
 // Lookup is what the ledger holds for a device public key.
 func (p *Pipeline) Lookup(ctx context.Context, pub crypto.PublicKey) (*device.Known, error) {
-	key, err := ledger.KeyHash(pub)
-	if err != nil {
+	rec, err := p.liveByKey(ctx, pub)
+	if err != nil || rec == nil {
 		return nil, err
-	}
-	rec, err := p.Ledger.Live(ctx, key)
-	if errors.Is(err, ledger.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, ledgerErr(fmt.Errorf("looking up the device key in the ledger %s: %w", p.Ledger.Describe(), err))
 	}
 	k := &device.Known{State: string(rec.State)}
 	if rec.State != ledger.Reserved {
@@ -354,10 +337,20 @@ func (p *Pipeline) advance(ctx context.Context, leaf *x509.Certificate, to ledge
 
 // liveFor is the live record of a certificate's key, nil when the ledger has none.
 func (p *Pipeline) liveFor(ctx context.Context, leaf *x509.Certificate) (*ledger.Record, error) {
-	key, err := ledger.KeyHash(leaf.PublicKey)
+	return p.liveByKey(ctx, leaf.PublicKey)
+}
+
+// liveByKey is the live record of a device public key, nil when the ledger has none.
+func (p *Pipeline) liveByKey(ctx context.Context, pub crypto.PublicKey) (*ledger.Record, error) {
+	key, err := ledger.KeyHash(pub)
 	if err != nil {
 		return nil, err
 	}
+	return p.liveByHash(ctx, key)
+}
+
+// liveByHash is the live record of a device key hash, nil when the ledger has none.
+func (p *Pipeline) liveByHash(ctx context.Context, key string) (*ledger.Record, error) {
 	rec, err := p.Ledger.Live(ctx, key)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, nil
