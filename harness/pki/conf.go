@@ -23,8 +23,19 @@ import (
 //     $sect::var and ${sect::var} substitute a value defined earlier in the
 //     current or the default section.
 //   - a key given twice keeps the later value, at the later position.
+//   - a value whose $variables would expand past maxConfValueLength is
+//     refused, as str_copy refuses it ("variable expansion too long").
 
 const defaultSection = "default"
+
+// maxConfValueLength is OpenSSL's MAX_CONF_VALUE_LENGTH (conf_def.c, 64 KiB).
+// str_copy keeps a running size that starts at the raw value's length plus
+// one (its NUL) and, at each $variable, grows by the variable's value minus
+// the reference's own length; past this limit the value is refused. Checked
+// against Debian's openssl 3.0 at the boundary (conf_test.go): a 65,535-byte
+// value through "b = $a" is accepted, 65,536 bytes are refused. Every stored
+// value is thus at most 64 KiB, and nested expansion ("bombs") stays linear.
+const maxConfValueLength = 65536
 
 type confEntry struct {
 	section string
@@ -225,6 +236,7 @@ func (c *confFile) set(e *confEntry) {
 // expandValue applies OpenSSL's str_copy: quotes, escapes and $variables.
 func (c *confFile) expandValue(raw, section, key string, lineNo int) (string, error) {
 	var b strings.Builder
+	size := len(raw) + 1 // str_copy's buffer length, see maxConfValueLength
 	for i := 0; i < len(raw); {
 		ch := raw[i]
 		switch {
@@ -266,6 +278,12 @@ func (c *confFile) expandValue(raw, section, key string, lineNo int) (string, er
 			val, n, err := c.expandVar(raw[i:], section, key, lineNo)
 			if err != nil {
 				return "", err
+			}
+			size += len(val) - n
+			if size > maxConfValueLength {
+				return "", c.errorf(lineNo, section, key, ErrProfileInvalidValue,
+					"variable expansion too long: with %s the value of %s would pass %d bytes, openssl's limit (MAX_CONF_VALUE_LENGTH)",
+					raw[i:i+n], key, maxConfValueLength)
 			}
 			b.WriteString(val)
 			i += n
