@@ -6,8 +6,9 @@ GINKGO   := $(shell $(GO) env GOPATH)/bin/ginkgo
 GINKGO_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
 BIN      := bin/hil
 OUT      := hil-out
+FUZZTIME ?= 10s
 
-.PHONY: all deps build demo test vet specs bench clean
+.PHONY: all deps build demo test vet specs bench fuzz clean
 
 all: build
 
@@ -41,6 +42,11 @@ test: deps vet
 
 specs: deps
 	$(GINKGO) -v ./specs
+
+# Every fuzz target (each `func Fuzz` in the tree, found by scripts/fuzz.sh) in turn, each for
+# $(FUZZTIME): make fuzz FUZZTIME=10m. Seed corpora and regression inputs are in testdata/fuzz.
+fuzz:
+	@FUZZTIME=$(FUZZTIME) GO=$(GO) ./scripts/fuzz.sh
 
 # Benchmarks: figures for the closing notes (never timed assertions in tests).
 bench: deps build

@@ -205,6 +205,11 @@ func TestMain(m *testing.M) {
 		os.Exit(4) // a card vanishing mid-open: ask again
 	}
 	flag.Parse()
+	if fuzzWorker() {
+		// A fuzz worker only runs the fuzz function, which needs no vpcd; its coordinator (a
+		// process of this binary) holds the slot lock and would keep it from the worker forever.
+		os.Exit(m.Run())
+	}
 	// One card per vpcd slot across every test binary running at once (the specs use slots too).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	release, err := sim.LockSlot(ctx, *vpcdAddr)
@@ -216,6 +221,12 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	release()
 	os.Exit(code)
+}
+
+// fuzzWorker reports whether this process is a worker of a fuzz coordinator (-test.fuzzworker).
+func fuzzWorker() bool {
+	f := flag.Lookup("test.fuzzworker")
+	return f != nil && f.Value.String() == "true"
 }
 
 // cardPresent reports whether pcscd offers a card in the reader, from a

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in the tree in turn, each for $FUZZTIME (default 10s): every
+# `func FuzzXxx(f *testing.F)` in a _test.go file is found, so none can be forgotten.
+# Usage: FUZZTIME=10m scripts/fuzz.sh [regexp]   (regexp filters target names)
+# A crasher is written by go test to the package's testdata/fuzz/FuzzXxx/; the script
+# stops at the first failing target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-10s}
+filter=${1:-.}
+n=0
+while IFS=: read -r file _ name; do
+  [[ $name =~ $filter ]] || continue
+  pkg=./$(dirname "$file")
+  echo "== $name ($pkg, $FUZZTIME)"
+  $GO test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"
+  n=$((n + 1))
+done < <(git ls-files -co --exclude-standard '*_test.go' | xargs grep -oH '^func Fuzz[A-Za-z0-9_]*(f \*testing\.F)' |
+  sed -E 's/^([^:]*):func (Fuzz[A-Za-z0-9_]*)\(.*/\1:x:\2/' | sort -u)
+echo "fuzz: $n targets passed ($FUZZTIME each)"
