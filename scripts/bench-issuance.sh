@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Compare seed 002's openssl issuance with the harness's in-process issuance.
+# Compare the FFS provisioning guide's openssl issuance with the harness's in-process issuance.
 #
 #   scripts/bench-issuance.sh [N]     N devices (default 50, or $N)
 #   BENCH_STRICT=1 scripts/...        exit 1 when the harness is not >= 20x faster
 #
 # Makes a development PKI (fixtures/pki/dev-pki.sh) and N CSRs with
 #   openssl req -new -nodes -config fixtures/profiles/device.conf -newkey ec:PARAMS
-# then times, per CSR, seed 002's
+# then times, per CSR, the FFS provisioning guide's
 #   openssl x509 -req -in device.csr -extfile device.conf -extensions req_ext \
 #       -CA dak-certificate.pem -CAkey dak_private_key.pem -days 1825 -sha256
 # and the harness issuing the same CSRs (pki.Issuer via
@@ -66,7 +66,7 @@ fi
 awk -v n="$n" -v o="$openssl_us" -v h="$harness_total_us" -v s="$harness_startup_us" -v i="$harness_issue_us" 'BEGIN {
 	op = o / n; hp = h / n; ratio = (hp > 0) ? op / hp : 0
 	printf "devices:                                  %9d\n", n
-	printf "openssl x509 -req (seed 002), per device: %9.3f ms\n", op / 1000
+	printf "openssl x509 -req (the FFS provisioning guide), per device: %9.3f ms\n", op / 1000
 	printf "harness pki.Issuer, per device:           %9.3f ms  (file I/O included; Issue alone %.3f ms; one-time start-up %.3f ms)\n", hp / 1000, i / 1000, s / 1000
 	printf "ratio (openssl / harness):                %9.1fx  (goal >= 20x: %s)\n", ratio, (ratio >= 20 ? "met" : "MISSED")
 	printf "all %d harness chains pass openssl verify\n", n

@@ -24,7 +24,7 @@ Usage:
   hil verify --bench FILE (--target NAME | --all) [--reboot] [--factory-reset]
                                            read each identity back and verify it against the ledger's record
                                            (and again after reboot / reset)
-  hil dak init [--dir DIR] [flags]         make a development DAK (seed 002) for benches without one
+  hil dak init [--dir DIR] [flags]         make a development software DAK for benches without one
   hil yubikey COMMAND [flags]              list, status, unblock, change-pin, set-retries, init-dak, import-cert
   hil signer serve|status --bench FILE     the signing agent: one process owns the DAK, clients ask it to sign
   hil ledger list|show|export|check|import --bench FILE

@@ -226,7 +226,7 @@ func provisionOne(ctx context.Context, t *bench.Target, env targets.Env, iss dev
 	statsFacts(o, d.Stats())
 	if res != nil {
 		if is := res.Issued; is != nil && is.Certificate != nil {
-			// What the product's records need of the identity (seeds 001, 002); the ledger
+			// What the product's records need of the identity (the FFS manufacturing and provisioning guides); the ledger
 			// holds the chain itself.
 			o.Facts["sha256"] = pki.Fingerprint(is.Certificate)
 			o.Facts["serial"] = is.Certificate.SerialNumber.Text(16)

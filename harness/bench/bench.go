@@ -15,7 +15,7 @@ const (
 	SignerYubiKey = "yubikey"
 	SignerAgent   = "agent"
 
-	DefaultSlot = "9c" // PIV slot of the DAK (seed 001: the CSR Signing Application's slot)
+	DefaultSlot = "9c" // PIV slot of the DAK (the FFS manufacturing guide: the CSR Signing Application's slot)
 
 	FamilyACS = "acs"
 	FamilyACK = "ack"
@@ -41,8 +41,8 @@ const (
 // and the driver that uses them applies its own default.
 const (
 	DefaultOutput       = "hil-out" // next to the bench file
-	DefaultExtensions   = "req_ext" // seed 002: -extensions req_ext
-	DefaultValidityDays = 1825      // seed 002: -days 1825
+	DefaultExtensions   = "req_ext" // the FFS provisioning guide: -extensions req_ext
+	DefaultValidityDays = 1825      // the FFS provisioning guide: -days 1825
 	MaxValidityDays     = 36500
 	DefaultBaud         = 115200
 	DefaultDataBits     = 8
@@ -109,14 +109,14 @@ type SignerConfig struct {
 	Serial           uint32        // the YubiKey's serial number
 	Reader           string        // only PC/SC readers whose name contains this (default: YubiKeys)
 	Slot             string        // PIV slot, default DefaultSlot
-	PINFile          string        // file holding the PIN alone (seed 000)
+	PINFile          string        // file holding the PIN alone (the ACK YubiKey guide)
 	Attestation      string        // "required": the slot key must attest to the AttestationRoots
 	AttestationRoots []string      // default: Yubico's PIV roots
 	AllowLastRetry   bool          // verify the PIN even when only one retry remains
 	ReplugTimeout    time.Duration // how long to wait for an unplugged key to return
 
 	// softdak and yubikey: what lives with the key
-	MaxSignatures int64  // the DAK's signature budget (seed 003); 0: unlimited, still counted
+	MaxSignatures int64  // the DAK's signature budget (the Sidewalk bulk provisioning guide); 0: unlimited, still counted
 	StateDir      string // budget counter and audit log; default <output>/signer
 	// Socket is where `hil signer serve` listens (softdak, yubikey) or what
 	// clients dial (agent); default <StateDir>/agent.sock.

@@ -94,7 +94,8 @@ type BudgetError struct {
 
 func (e *BudgetError) Error() string {
 	return fmt.Sprintf("DAK signature budget exhausted: %d/%d signatures used by DAK %q (ledger %s); "+
-		"this DAK must not sign again: request a new DAK for the device profile and configure the bench with it",
+		"this DAK must not sign again: request a new DAK for the device profile (the DAK's maximum number of signatures: "+
+		"\"Amazon Sidewalk bulk provisioning workflow\", AWS IoT Wireless Developer Guide) and configure the bench with it",
 		e.Used, e.Max, e.DAK, e.Ledger)
 }
 

@@ -27,7 +27,7 @@ func flipSignatureByte(t *testing.T, csrPEM []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
-// TestCheckCSRWithOpenSSLRequests: CSRs made by openssl req as in seed 002
+// TestCheckCSRWithOpenSSLRequests: CSRs made by openssl req as in the FFS provisioning guide
 // are accepted from the fixture device.conf and refused, each with its own
 // sentinel, for every way they can be wrong. Issue never signs a refused CSR.
 func TestCheckCSRWithOpenSSLRequests(t *testing.T) {
@@ -41,7 +41,7 @@ func TestCheckCSRWithOpenSSLRequests(t *testing.T) {
 	goodBlock, _ := pem.Decode(good)
 	truncatedDER := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: goodBlock.Bytes[:len(goodBlock.Bytes)-20]})
 	brokenSig := flipSignatureByte(t, good)
-	// The independent judge agrees the flipped CSR is bad: seed 002's
+	// The independent judge agrees the flipped CSR is bad: the FFS provisioning guide's
 	// command refuses it (openssl req -verify exits 0 either way in 3.0).
 	if _, err := opensslErr(dir, brokenSig, "x509", "-req", "-CA", pkiPath("dak.pem"), "-CAkey", pkiPath("dak.key"), "-out", os.DevNull); err == nil ||
 		!strings.Contains(err.Error(), "self-signature did not match") {
@@ -123,7 +123,7 @@ func TestCheckCSRWithOpenSSLRequests(t *testing.T) {
 		if got := csr.Subject.String(); !strings.Contains(got, "CN=Example FFS Device") {
 			t.Errorf("subject %q", got)
 		}
-		// Seed 001/002 CSRs from ACS devices may use the old header.
+		// CSRs of the FFS guides from ACS devices may use the old header.
 		if _, err := p.CheckCSR(bytes.ReplaceAll(good, []byte("CERTIFICATE REQUEST"), []byte("NEW CERTIFICATE REQUEST"))); err != nil {
 			t.Errorf("NEW CERTIFICATE REQUEST header: %v", err)
 		}

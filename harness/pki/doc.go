@@ -1,6 +1,6 @@
 // Package pki holds the product profile (device.conf), CSR checks,
 // certificate issuance, chains and their verification for device
-// provisioning (seeds 001 and 002). It is pure Go; openssl serves only as an
+// provisioning (the FFS manufacturing and provisioning guides). It is pure Go; openssl serves only as an
 // independent judge in the tests and in scripts/bench-issuance.sh.
 //
 // # Concepts
@@ -16,7 +16,7 @@
 //     exactly the profile's subject attributes. Every refusal is a *CSRError
 //     matching ErrCSRRejected plus one specific sentinel (ErrCSRCurve,
 //     ErrDeviceType, ...).
-//   - Issuance: Issuer.Issue does in-process what seed 002's
+//   - Issuance: Issuer.Issue does in-process what the FFS provisioning guide's
 //     `openssl x509 -req -extfile device.conf -extensions req_ext -CA dak.pem
 //     -CAkey dak.key -days 1825 -sha256` does with OpenSSL 3.0: random
 //     159-bit serial, issuer = DAK subject, subject and key copied from the
@@ -30,8 +30,8 @@
 //     refuses anything that is not exactly certificates; VerifyChain checks
 //     the given order and anchors it at the roots, or at the DAK when no
 //     roots are given.
-//   - Public key forms: CompressedPublicKey (seed 001 barcode),
-//     ControlLogPublicKey (seed 002 control log), Fingerprint.
+//   - Public key forms: CompressedPublicKey (the barcode of the FFS manufacturing guide),
+//     ControlLogPublicKey (the control log of the FFS provisioning guide), Fingerprint.
 //
 // Private keys never pass through this package except behind crypto.Signer,
 // so no error or log here can contain one.

@@ -10,7 +10,7 @@ import (
 	"hilbench/harness/pki"
 )
 
-// Provisioning steps 4 to 6 and 9 of DESIGN.md: check the device's
+// The middle of the ACS provisioning cycle (docs/ARCHITECTURE.md): check the device's
 // CSR, issue, hand the chain to the device, verify what it reads back.
 func Example() {
 	var (

@@ -150,7 +150,7 @@ func (h signerOnly) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, er
 	return h.s.Sign(r, d, o)
 }
 
-// makeCSR makes a CSR with the real openssl as seed 002 does:
+// makeCSR makes a CSR with the real openssl as the FFS provisioning guide does:
 // openssl req -new -nodes -config CONF -newkey ec:PARAMS. params is an
 // ecparam curve name ("prime256v1") or "rsa:2048"; extra args are appended.
 func makeCSR(t testing.TB, dir, conf, params string, extra ...string) []byte {

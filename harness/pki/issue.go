@@ -14,10 +14,10 @@ import (
 	"time"
 )
 
-// DefaultValidity is openssl x509 -days 1825 (seed 002).
+// DefaultValidity is openssl x509 -days 1825 (the FFS provisioning guide).
 const DefaultValidity = 1825 * 24 * time.Hour
 
-// Issuer issues device certificates the way seed 002's
+// Issuer issues device certificates the way the FFS provisioning guide's
 //
 //	openssl x509 -req -in device.csr -extfile device.conf -extensions req_ext \
 //	    -CA dak-certificate.pem -CAkey dak_private_key.pem -days 1825 -sha256
@@ -60,7 +60,7 @@ func (is *Issuer) check() (*ecdsa.PublicKey, error) {
 	}
 	caKey, ok := is.CA.PublicKey.(*ecdsa.PublicKey)
 	if !ok {
-		// ecdsa-with-SHA256 is the only signature this issuer writes (seed 001/002 DAKs are P-256).
+		// ecdsa-with-SHA256 is the only signature this issuer writes (the FFS guides' DAKs are P-256).
 		return nil, is.configError("DAK certificate key is %T, want ECDSA", is.CA.PublicKey)
 	}
 	if !SamePublicKey(is.Signer.Public(), caKey) {

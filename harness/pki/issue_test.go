@@ -36,7 +36,7 @@ func withExtSection(t testing.TB, body, extra string) []byte {
 	return []byte(s[:start] + "[ req_ext ]\n" + body + "\n\n" + s[end:] + "\n" + extra + "\n")
 }
 
-// opensslIssue runs seed 002's command and returns the certificate, or the error.
+// opensslIssue runs the FFS provisioning guide's command and returns the certificate, or the error.
 func opensslIssue(dir, csrPath, confPath, section, caFile string) (*x509.Certificate, error) {
 	out := filepath.Join(dir, "openssl-device-certificate.pem")
 	os.Remove(out)
@@ -112,7 +112,7 @@ func certText(t *testing.T, dir, name string, c *x509.Certificate) string {
 }
 
 // TestIssueMatchesOpenSSL is the field-by-field judge: the same CSR,
-// device.conf and DAK through seed 002's openssl command and through Issue.
+// device.conf and DAK through the FFS provisioning guide's openssl command and through Issue.
 func TestIssueMatchesOpenSSL(t *testing.T) {
 	for _, ca := range []string{"dak.pem", "dak-noskid.pem", "dak-self.pem"} {
 		t.Run(ca, func(t *testing.T) {

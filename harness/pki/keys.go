@@ -12,7 +12,7 @@ import (
 	"fmt"
 )
 
-// CompressedPublicKey is the seed 001 2D-barcode form of a P-256 key: the
+// CompressedPublicKey is the 2D-barcode form (the FFS manufacturing guide) of a P-256 key: the
 // DER SubjectPublicKeyInfo with the point in compressed form (SEC 1 2.3.3,
 // as `openssl ec -pubin -conv_form compressed` writes it), base64 without
 // header lines or newlines. The result is 80 characters and starts
@@ -44,7 +44,7 @@ func CompressedPublicKey(pub crypto.PublicKey) (string, error) {
 	return base64.StdEncoding.EncodeToString(spki), nil
 }
 
-// ControlLogPublicKey is the seed 002 DHA public key for the control log:
+// ControlLogPublicKey is the DHA public key for the control log (the FFS provisioning guide):
 // base64 of the certificate's DER SubjectPublicKeyInfo on one line. (Seed
 // 002's `openssl x509 -pubkey -noout | openssl enc -base64 -d | openssl enc
 // -base64` yields the same characters wrapped at 64 columns.)

@@ -15,10 +15,10 @@ import (
 	"testing"
 )
 
-// TestCompressedPublicKeyMatchesSeed001 runs seed 001's procedure with openssl
+// TestCompressedPublicKeyMatchesFFSGuide runs the FFS manufacturing guide's procedure with openssl
 // (x509 -pubkey; ec -pubin -conv_form compressed; drop header lines and
 // newlines) and compares, for keys of both Y parities.
-func TestCompressedPublicKeyMatchesSeed001(t *testing.T) {
+func TestCompressedPublicKeyMatchesFFSGuide(t *testing.T) {
 	dir := t.TempDir()
 	p := loadFixtureProfile(t)
 	is := &Issuer{Profile: p, Signer: dakKey(t), CA: readCert(t, pkiPath("dak.pem"))}
@@ -43,7 +43,7 @@ func TestCompressedPublicKeyMatchesSeed001(t *testing.T) {
 			t.Fatal(err)
 		}
 		if ours != want.String() {
-			t.Fatalf("ours %s\nseed 001 procedure %s", ours, want.String())
+			t.Fatalf("ours %s\nthe FFS manufacturing guide's procedure %s", ours, want.String())
 		}
 		if len(ours) != 80 || !strings.HasPrefix(ours, "MDkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDIgA") {
 			t.Fatalf("unexpected form %q", ours)
@@ -79,9 +79,9 @@ func TestCompressedPublicKeyRefusesOtherKeys(t *testing.T) {
 	}
 }
 
-// TestControlLogPublicKeyMatchesSeed002 runs seed 002's pipeline
+// TestControlLogPublicKeyMatchesFFSProvisioningGuide runs the FFS provisioning guide's pipeline
 // `openssl x509 -pubkey -noout | openssl enc -base64 -d | openssl enc -base64`.
-func TestControlLogPublicKeyMatchesSeed002(t *testing.T) {
+func TestControlLogPublicKeyMatchesFFSProvisioningGuide(t *testing.T) {
 	got := issueTestChain(t, "dak.pem")
 	dir := t.TempDir()
 	certPath := writeFile(t, dir, "device-certificate.pem", EncodeChainPEM(got.Chain[:1]))
@@ -95,7 +95,7 @@ func TestControlLogPublicKeyMatchesSeed002(t *testing.T) {
 		t.Errorf("expected openssl enc -base64 to wrap at 64 columns: %q", lines)
 	}
 	if ours := ControlLogPublicKey(got.Certificate); ours != strings.Join(lines, "") || strings.Contains(ours, "\n") {
-		t.Errorf("ours %q, seed 002 pipeline %q", ours, out)
+		t.Errorf("ours %q, the FFS provisioning guide's pipeline %q", ours, out)
 	}
 }
 

@@ -21,7 +21,7 @@ type Commands struct {
 	Digest       string // print "<sha256 hex>  {path}"
 }
 
-// DefaultCommands are the ACS commands of seed 002 plus busybox's reboot and sha256sum.
+// DefaultCommands are the ACS commands of the FFS provisioning guide plus busybox's reboot and sha256sum.
 // factory_reset has no public ACS spelling; benches override it with their firmware's.
 var DefaultCommands = Commands{
 	KeyGen:       "ace hal dha key_gen",
@@ -75,7 +75,7 @@ func withPath(cmd, path string) string { return strings.ReplaceAll(cmd, "{path}"
 type Config struct {
 	Name           string         // target name; also names the chain file /data/<name>.pem
 	Prompt         *regexp.Regexp // the shell prompt at the end of the output
-	DataDir        string         // where the chain file is written before set_cert (seed 002: /data)
+	DataDir        string         // where the chain file is written before set_cert (the FFS provisioning guide: /data)
 	Commands       Commands
 	CommandTimeout time.Duration  // one command's round trip (key_gen on a slow secure element included)
 	BootTimeout    time.Duration  // from reboot or factory reset to the first prompt

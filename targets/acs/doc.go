@@ -1,6 +1,6 @@
 // Package acs drives Amazon Common Software (ACS) devices: Linux boards whose serial console runs a
 // shell and whose firmware provisions its Device Hardware Authentication (DHA) identity with the
-// `ace hal dha` commands of seed 002.
+// `ace hal dha` commands of the FFS provisioning guide.
 //
 // # Concepts
 //
@@ -20,7 +20,7 @@
 //   - Commands: every device-side command line lives in Commands, overridable from the bench file,
 //     since firmware builds differ.
 //   - Persistence: Reboot and FactoryReset wait for proof the device went down (RebootMarker) and
-//     then for its prompt; Verify afterwards must give the identical chain (seed 001).
+//     then for its prompt; Verify afterwards must give the identical chain (the FFS manufacturing guide).
 //   - Flashing (flash.go): FlashWith enters the bootloader and sends an image by YMODEM;
 //     Session.Flash (device.Flasher) is that with the bench's flash section, mapped at Open.
 package acs

@@ -23,7 +23,7 @@ import (
 
 // VirtualYubiKey is a virtual YubiKey plugged into pcscd (vpcd) holding a DAK in slot 9c whose
 // certificate is signed by the simulated bench's development root, as a self-managed YubiKey is
-// set up (seed 000): key generated on the card, CSR signed by the CA, certificate imported.
+// set up (the ACK YubiKey guide): key generated on the card, CSR signed by the CA, certificate imported.
 type VirtualYubiKey struct {
 	Card    *yksim.Card
 	Plugged *yksim.Plugged

@@ -2,7 +2,7 @@
 // the Device Attestation Key and signs for every other process (parallel
 // Ginkgo processes, station slots, `hil provision`) over a Unix socket.
 //
-// A YubiKey is opened exclusively by piv-go (seed 000), so only one process
+// A YubiKey is opened exclusively by piv-go, so only one process
 // can use it; and a YubiKey 5 takes ~70 ms per P-256 signature, so the agent
 // keeps it busy whenever work waits and does everything else elsewhere.
 //

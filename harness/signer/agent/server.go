@@ -361,7 +361,7 @@ func budgetWarning(b *BudgetInfo) string {
 		return ""
 	}
 	return fmt.Sprintf("DAK signature budget at %d%%: %d/%d signatures used, %d left; "+
-		"request a new DAK for this device profile before this one runs out (seed 003)",
+		"request a new DAK for this device profile before this one runs out (\"Amazon Sidewalk bulk provisioning workflow\", AWS IoT Wireless Developer Guide)",
 		b.Used*100/b.Max, b.Used, b.Max, b.Remaining)
 }
 

@@ -348,7 +348,7 @@ func (b *Budget) reservation(used int64) Reservation {
 	if used*100 >= b.max*WarnPercent {
 		r.Warning = true
 		r.Message = fmt.Sprintf("DAK signature budget at %d%%: %d/%d signatures used, %d left; "+
-			"request a new DAK for this device profile before this one runs out (seed 003)",
+			"request a new DAK for this device profile before this one runs out (\"Amazon Sidewalk bulk provisioning workflow\", AWS IoT Wireless Developer Guide)",
 			used*100/b.max, used, b.max, r.Remaining)
 	}
 	return r

@@ -1,5 +1,5 @@
 // Package budget counts the signatures a Device Attestation Key (DAK) has
-// made, against the maximum its device profile allows (seed 003: "the
+// made, against the maximum its device profile allows (the Sidewalk bulk provisioning guide: "the
 // maximum number of signatures that the DAK can sign").
 //
 // # Concepts

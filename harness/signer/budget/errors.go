@@ -25,7 +25,7 @@ type ExhaustedError struct {
 
 func (e *ExhaustedError) Error() string {
 	return fmt.Sprintf("DAK signature budget exhausted: %d/%d signatures used by DAK %q (counter %s); "+
-		"this DAK must not sign again: request a new DAK for the device profile (seed 003: the DAK's maximum number of signatures) "+
+		"this DAK must not sign again: request a new DAK for the device profile (the DAK's maximum number of signatures: \"Amazon Sidewalk bulk provisioning workflow\", AWS IoT Wireless Developer Guide) "+
 		"and configure the bench with it", e.Used, e.Max, e.Subject, e.Path)
 }
 

@@ -15,7 +15,7 @@
 //     certificate is valid now and the chain links verify
 //     (signer.CheckChain). A SoftDAK that exists is usable.
 //   - InitDevelopment (`hil dak init`): for benches without an Amazon DAK,
-//     follows seed 002's steps (dak.conf, key, CSR) and signs the CSR with a
+//     follows the FFS provisioning guide's steps (dak.conf, key, CSR) and signs the CSR with a
 //     local development root CA in place of the AVS console.
 //
 // Neither errors nor String/GoString output ever contain key bytes.

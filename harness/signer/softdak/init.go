@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// File names InitDevelopment writes; the first three are the names seed 002
+// File names InitDevelopment writes; the first three are the names the FFS provisioning guide
 // uses, so the usual openssl commands work in the directory.
 const (
 	ConfigFile          = "dak.conf"
@@ -75,7 +75,7 @@ type InitResult struct {
 	Root *x509.Certificate
 }
 
-// InitDevelopment makes a development DAK in dir the way seed 002 describes
+// InitDevelopment makes a development DAK in dir the way the FFS provisioning guide describes
 // (dak.conf, then an EC P-256 key and a CSR made from it) and, standing in
 // for the AVS console, signs the CSR with a new local root CA. The result
 // opens with Open(result.Key, result.Certificate) and verifies with
@@ -206,7 +206,7 @@ func (o InitOptions) subject() pkix.Name {
 func (o InitOptions) config() []byte {
 	var b strings.Builder
 	b.WriteString(`# Development DAK request configuration, written by "hil dak init".
-# Same shape as the dak.conf the AVS developer console hands out (seed 002):
+# Same shape as the dak.conf the AVS developer console hands out (the FFS provisioning guide):
 #   openssl ecparam -name prime256v1 > dak-params.pem
 #   openssl req -new -nodes -config dak.conf -newkey ec:dak-params.pem -keyout dak_private_key.pem -out dak.csr
 # The certificate for this DAK is signed by dev-root-ca.pem, a local

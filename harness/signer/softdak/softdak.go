@@ -142,7 +142,7 @@ func parseKey(data []byte) (*ecdsa.PrivateKey, error) {
 		var err error
 		switch b.Type {
 		case "EC PARAMETERS":
-			// `openssl ecparam -name prime256v1` output, which seed 002
+			// `openssl ecparam -name prime256v1` output, which the FFS provisioning guide
 			// pipes into the same directory; the key carries its curve.
 			continue
 		case "ENCRYPTED PRIVATE KEY":

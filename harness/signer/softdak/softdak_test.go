@@ -262,7 +262,7 @@ func TestOpenRefusesExpiredCertificate(t *testing.T) {
 	}
 }
 
-// TestOpenSeedFlow makes a DAK exactly as seed 002 does, with openssl, in
+// TestOpenSeedFlow makes a DAK exactly as the FFS provisioning guide does, with openssl, in
 // every key encoding openssl produces, and opens it.
 func TestOpenSeedFlow(t *testing.T) {
 	needOpenSSL(t)

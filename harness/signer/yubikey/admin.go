@@ -387,7 +387,7 @@ func (o *InitOptions) check() (piv.Slot, error) {
 	return slot, nil
 }
 
-// InitDAK makes a self-managed DAK (seed 000): it generates the key ON the
+// InitDAK makes a self-managed DAK (the ACK YubiKey guide): it generates the key ON the
 // YubiKey in the slot with the chosen PIN and touch policies (GENERATE
 // ASYMMETRIC KEY PAIR, SP 800-73-4 Part 2, 3.3.2; Yubico's policy tags AA
 // and AB), has that key sign a CSR for opts.Subject and writes it to

@@ -62,7 +62,7 @@
 //     YubiKey's root from sim.Card.AttestationRoot in tests) and that it
 //     names this serial, slot and key (*AttestationError). Imported keys
 //     have no attestation.
-//   - Self-managed keys (seed 000): InitDAK generates the DAK on the
+//   - Self-managed keys (the ACK YubiKey guide): InitDAK generates the DAK on the
 //     YubiKey (GENERATE ASYMMETRIC KEY PAIR, SP 800-73-4 Part 2, 3.3.2),
 //     has it sign a CSR for the DAK's CA, and writes the attestation beside
 //     it; ImportDAKCertificate stores the issued certificate (PUT DATA,

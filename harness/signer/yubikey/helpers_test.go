@@ -253,7 +253,7 @@ func newStation() (_ *station, err error) {
 		return nil, err
 	}
 
-	// The DAK, as a self-managed station makes it (seed 000).
+	// The DAK, as a self-managed station makes it (the ACK YubiKey guide).
 	adm := s.admin()
 	s.init, err = adm.InitDAK(context.Background(), stationSerial, InitOptions{
 		ManagementKey: s.mgmtKey, PIN: stationPIN,

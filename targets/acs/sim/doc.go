@@ -29,7 +29,7 @@
 //	ace hal dha key_gen            make the P-256 DHA key in dha/ (replaces one that exists;
 //	                               a stored chain is kept and then no longer matches)
 //	ace hal dha get_field 0x201    print a CSR for the key, built from the product profile
-//	                               (openssl req -new -config device.conf, as in seed 002)
+//	                               (openssl req -new -config device.conf, as in the FFS provisioning guide)
 //	ace hal dha set_cert FILE      check FILE and store it as the DHA chain (atomically)
 //	ace hal dha get_field 0x202    print the stored chain exactly as stored
 //	reboot                         restart the board

@@ -194,7 +194,7 @@ func newPKI(t *testing.T) pki {
 	return p
 }
 
-// issue signs csrPEM as seed 002 does and returns the chain (device cert +
+// issue signs csrPEM as the FFS provisioning guide does and returns the chain (device cert +
 // DAK cert).
 func (p pki) issue(t *testing.T, csrPEM string) []byte {
 	t.Helper()
