@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -42,9 +43,10 @@ type Port struct {
 	// file descriptor.
 	io sync.RWMutex
 
-	mu   sync.Mutex // guards sp and path
+	mu   sync.Mutex // guards sp, path and lock
 	sp   serial.Port
 	path string
+	lock *portLock // the advisory lock of path's resolved node, held from Open to Close
 
 	relock chan struct{} // one-slot lock: one goroutine reopens at a time
 	done   chan struct{} // closed by Close
@@ -68,6 +70,7 @@ func Open(ctx context.Context, cfg Config) (*Port, error) {
 	}
 	sp, path, err := p.dial(ctx, cfg.Reopen)
 	if err != nil {
+		p.releaseLock()
 		return nil, err
 	}
 	p.sp, p.path = sp, path
@@ -160,25 +163,84 @@ func (p *Port) Write(b []byte) (int, error) {
 	return total, nil
 }
 
-// Close closes the port and unblocks pending Reads (within one read tick)
-// and Writes. Closing twice is harmless.
+// Close closes the port, releases its lock and unblocks pending Reads
+// (within one read tick) and Writes. It never hangs: it waits at most
+// closeGrace for a Write stuck on flow control and closeGrace for the
+// driver's close (a UART's close may wait for unsent output to drain; that
+// one finishes in the background). Closing twice is harmless.
 func (p *Port) Close() error {
 	var err error
 	p.once.Do(func() {
 		close(p.done)
 		unlock := p.lockIO()
-		defer unlock()
 		p.mu.Lock()
 		sp := p.sp
 		p.sp = nil
 		p.mu.Unlock()
 		if sp != nil {
-			if cerr := sp.Close(); cerr != nil {
+			if cerr := closeBounded(sp); cerr != nil {
 				err = fmt.Errorf("link: closing %s: %w", p.Path(), cerr)
 			}
 		}
+		unlock()
+		if lerr := p.releaseLock(); lerr != nil && err == nil {
+			err = fmt.Errorf("link: unlocking %s: %w", p.Path(), lerr)
+		}
 	})
 	return err
+}
+
+// closeBounded closes sp, giving up waiting after closeGrace.
+func closeBounded(sp serial.Port) error {
+	done := make(chan error, 1)
+	go func() { done <- sp.Close() }()
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return nil // the descriptor is closed; the driver finishes draining on its own
+	}
+}
+
+// ensureLock makes p hold the lock of the node path resolves to, taking
+// it (and dropping the lock of an earlier node) when the port moved.
+func (p *Port) ensureLock(path string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return classify(path, err)
+	}
+	real, _ = filepath.Abs(real)
+	p.mu.Lock()
+	cur := p.lock
+	p.mu.Unlock()
+	if cur != nil && cur.path == real {
+		return nil
+	}
+	lk, err := lockPort(path)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.isClosed() {
+		p.mu.Unlock()
+		_ = lk.release()
+		return p.closedErr("open")
+	}
+	old := p.lock
+	p.lock = lk
+	p.mu.Unlock()
+	_ = old.release()
+	return nil
+}
+
+func (p *Port) releaseLock() error {
+	p.mu.Lock()
+	lk := p.lock
+	p.lock = nil
+	p.mu.Unlock()
+	return lk.release()
 }
 
 // Reopen closes the port and finds and opens it again with the same Config,
@@ -307,6 +369,9 @@ func (p *Port) dial(ctx context.Context, wait time.Duration) (serial.Port, strin
 		if err == nil {
 			return sp, path, nil
 		}
+		if errors.Is(err, ErrInUse) || errors.Is(err, net.ErrClosed) {
+			return nil, path, err // another process holds it: say so at once
+		}
 		if wait <= 0 || !time.Now().Add(retryEvery).Before(deadline) {
 			return nil, path, err
 		}
@@ -330,6 +395,9 @@ func (p *Port) openOnce() (serial.Port, string, error) {
 		if path, err = Find(*p.cfg.USB); err != nil {
 			return nil, "", err
 		}
+	}
+	if err := p.ensureLock(path); err != nil {
+		return nil, path, err
 	}
 	sp, err := serial.Open(path, p.mode)
 	if err != nil {
