@@ -189,6 +189,7 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer st.Close()
+	printProfileNotes(stderr, st.Profile)
 
 	start := time.Now()
 	dir, err := runDir(tf.out, "provision", start)
@@ -293,6 +294,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.Close()
+	printProfileNotes(stderr, st.Profile)
 	start := time.Now()
 	dir, err := runDir(tf.out, "verify", start)
 	if err != nil {
@@ -394,4 +396,15 @@ func verifyDevice(ctx context.Context, d device.Device, iss device.Issuer, reboo
 		o.Facts["survived"] = strings.Join(done, ",")
 	}
 	return nil
+}
+
+// printProfileNotes prints what the profile's reading noted (a device type
+// field found under another capitalisation) as warnings.
+func printProfileNotes(w io.Writer, p *pki.Profile) {
+	if p == nil {
+		return
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintln(w, "warning:", n)
+	}
 }

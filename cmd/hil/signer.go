@@ -77,6 +77,7 @@ func cmdSigner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	printProfileNotes(stderr, profile)
 	roots, err := station.Roots(b)
 	if err != nil {
 		return err

@@ -42,8 +42,16 @@ type Profile struct {
 	ExtensionsSection string
 	Extensions        []Extension
 
+	// Notes are warnings about how the profile was read, for the caller to
+	// print (a device type field found under another capitalisation).
+	Notes []string
+
 	customNames map[string]asn1.ObjectIdentifier // oid_section short names
 }
+
+// DeviceTypeFieldKey is the bench key that names the [dn] field holding the
+// Device Type ID; profile errors about that field point to it.
+const DeviceTypeFieldKey = "profile.device_type_field"
 
 // LoadProfile reads a device.conf (OpenSSL config syntax) as the product profile.
 func LoadProfile(path string, opts ProfileOptions) (*Profile, error) {
@@ -185,8 +193,21 @@ func (p *Profile) loadSubject(conf *confFile, opts ProfileOptions) error {
 		perDevice[oid.String()] = name
 	}
 	typeOID, ok := p.builtinOrCustom(opts.DeviceTypeField)
+	if !ok && opts.DeviceTypeField == DefaultDeviceTypeField {
+		// The default name under another capitalisation ("deviceTypeId"):
+		// taken, with a note, when exactly one [dn] field is spelled so.
+		if name, found := foldedField(entries, opts.DeviceTypeField); found {
+			if oid, known := p.builtinOrCustom(name); known {
+				p.Notes = append(p.Notes, fmt.Sprintf("profile %s: [%s] has no %s but has %s: taken as the device type field (set %s: %s in the bench to say so)",
+					p.Path, dnSection, opts.DeviceTypeField, name, DeviceTypeFieldKey, name))
+				opts.DeviceTypeField, typeOID, ok = name, oid, true
+			}
+		}
+	}
 	if !ok {
-		return conf.errorf(0, dnSection, opts.DeviceTypeField, ErrProfileUnknownName, "device type field is not an attribute name OpenSSL or the profile's oid_section defines")
+		return conf.errorf(0, dnSection, opts.DeviceTypeField, ErrProfileUnknownName,
+			"device type field is not an attribute name OpenSSL or the profile's oid_section defines; [%s] has %s: set the bench's %s to the field that holds the Device Type ID",
+			dnSection, dnFieldList(entries), DeviceTypeFieldKey)
 	}
 	if _, ok := perDevice[typeOID.String()]; ok {
 		return conf.errorf(0, dnSection, opts.DeviceTypeField, ErrProfileInvalidValue, "the device type field cannot be a per-device field")
@@ -225,10 +246,37 @@ func (p *Profile) loadSubject(conf *confFile, opts ProfileOptions) error {
 		}
 	}
 	if typeField == nil {
-		return conf.errorf(conf.lines[dnSection], dnSection, opts.DeviceTypeField, ErrProfileInvalidValue, "no %s (%s) attribute: the profile must name the device type", opts.DeviceTypeField, typeOID)
+		return conf.errorf(conf.lines[dnSection], dnSection, opts.DeviceTypeField, ErrProfileInvalidValue, "no %s (%s) attribute: the profile must name the device type; [%s] has %s: set the bench's %s to the field that holds the Device Type ID",
+			opts.DeviceTypeField, typeOID, dnSection, dnFieldList(entries), DeviceTypeFieldKey)
 	}
 	p.DeviceTypeID = typeField.Value
 	return nil
+}
+
+// foldedField finds the one [dn] field whose name equals name but for case.
+func foldedField(entries []*confEntry, name string) (string, bool) {
+	found := ""
+	for _, e := range entries {
+		if n := dnKeyName(e.key); strings.EqualFold(n, name) {
+			if found != "" && found != n {
+				return "", false
+			}
+			found = n
+		}
+	}
+	return found, found != ""
+}
+
+// dnFieldList names the fields of a [dn] section, for errors.
+func dnFieldList(entries []*confEntry) string {
+	if len(entries) == 0 {
+		return "no fields"
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = dnKeyName(e.key)
+	}
+	return strings.Join(names, ", ")
 }
 
 func (p *Profile) loadExtensions(conf *confFile, section string) error {
