@@ -57,7 +57,7 @@ func (p *Pipeline) CheckLegacyBudget(ctx context.Context, path string) error {
 	return nil
 }
 
-// Close closes the ledger and the audit log.
+// Close closes the ledger and the audit log, then releases the Owner lock.
 func (p *Pipeline) Close() error {
 	var errs []error
 	if p.Ledger != nil {
@@ -65,6 +65,9 @@ func (p *Pipeline) Close() error {
 	}
 	if p.Audit != nil {
 		errs = append(errs, p.Audit.Close())
+	}
+	if p.Owner != nil {
+		errs = append(errs, p.Owner.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -21,6 +21,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -52,6 +53,9 @@ type Pipeline struct {
 	TrustAnchors     []*x509.Certificate
 	// Logf receives budget warnings and re-signing notes; nil: discarded.
 	Logf func(format string, args ...any)
+	// Owner is released by Close after the ledger and the audit log: the lock that makes this
+	// process the one owner of the DAK's state (station.OpenPipeline); nil: none.
+	Owner io.Closer
 
 	signMu sync.Mutex // one signature at a time: a YubiKey has one session
 

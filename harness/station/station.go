@@ -117,13 +117,19 @@ func OpenPipeline(ctx context.Context, b *bench.Bench, s signer.Signer, profile 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("signer state directory: %w", err)
 	}
+	owner, err := LockState(dir)
+	if err != nil {
+		return nil, err
+	}
 	lg, err := ledger.Open(ctx, b.Ledger, b.Output)
 	if err != nil {
+		owner.Close()
 		return nil, err
 	}
 	log, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
 	if err != nil {
 		lg.Close()
+		owner.Close()
 		return nil, err
 	}
 	p := &issue.Pipeline{
@@ -140,6 +146,7 @@ func OpenPipeline(ctx context.Context, b *bench.Bench, s signer.Signer, profile 
 		Station:       StationID(),
 		TrustAnchors:  roots,
 		Logf:          logf,
+		Owner:         owner,
 	}
 	if err := p.CheckBudgetFloor(ctx); err != nil {
 		p.Close()
