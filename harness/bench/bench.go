@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -249,8 +250,19 @@ type ACSOptions struct {
 var ErrUnknownTarget = errors.New("no such target")
 
 // Load reads and validates the bench file at path.
+// A file larger than MaxFileSize is refused without being read, with an
+// Error matching ErrTooLarge that names the file and its size.
 func Load(path string) (*Bench, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading bench file: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+		return nil, Errors{{File: path, Msg: fmt.Sprintf("%d bytes; a bench file may hold at most %d (%d MiB)", fi.Size(), MaxFileSize, MaxFileSize>>20), Kind: ErrTooLarge}}
+	}
+	// One byte more than allowed is enough for Parse to refuse the file.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading bench file: %w", err)
 	}

@@ -17,7 +17,14 @@ var (
 	ErrInvalid      = errors.New("invalid value")
 	ErrDuplicate    = errors.New("duplicate")
 	ErrMissingFile  = errors.New("referenced file not usable")
+	ErrTooLarge     = errors.New("bench file too large")
 )
+
+// MaxFileSize is the largest bench file Load and Parse accept (4 MiB; a
+// bench of a thousand targets is about 150 KB). Larger files are refused
+// before they are parsed, so parsing a bench file, even one with a syntax
+// error to locate, takes a bounded time (about a second at most).
+const MaxFileSize = 4 << 20
 
 // Error is one problem in a bench file.
 type Error struct {

@@ -41,21 +41,26 @@ func (p *parser) add(line int, field string, kind, cause error, format string, a
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (p *parser) parse(data []byte) *Bench {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if len(data) > MaxFileSize {
+		p.add(0, "", ErrTooLarge, nil, "%d bytes; a bench file may hold at most %d (%d MiB)", len(data), MaxFileSize, MaxFileSize>>20)
+		return nil
+	}
+	cr := &countingReader{data: data}
+	dec := yaml.NewDecoder(cr)
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			p.add(0, "", ErrSyntax, nil, "empty bench file")
 			return nil
 		}
-		p.syntaxError(err, data)
+		p.syntaxError(err, data, cr.n)
 		return nil
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		p.add(extra.Line, "", ErrSyntax, nil, "more than one YAML document; a bench file holds one")
 	} else if !errors.Is(err, io.EOF) {
-		p.syntaxError(err, data)
+		p.syntaxError(err, data, cr.n)
 	}
 	if len(doc.Content) == 0 {
 		p.add(0, "", ErrSyntax, nil, "empty bench file")
@@ -64,8 +69,31 @@ func (p *parser) parse(data []byte) *Bench {
 	return p.bench(doc.Content[0])
 }
 
+// countingReader hands yaml.v3 its input in small pieces and counts how much
+// it took: when yaml.v3 fails it has read little past the token it failed
+// on, which bounds where the mistake is (see locate).
+type countingReader struct {
+	data []byte
+	n    int
+}
+
+// readPiece is how much countingReader gives per Read: small enough that
+// what yaml.v3 has read is close to what it has looked at (it reads on
+// demand), large enough that the Read calls cost nothing next to parsing.
+const readPiece = 16
+
+func (r *countingReader) Read(b []byte) (int, error) {
+	if r.n >= len(r.data) {
+		return 0, io.EOF
+	}
+	k := copy(b[:min(len(b), readPiece)], r.data[r.n:])
+	r.n += k
+	return k, nil
+}
+
 // syntaxError turns yaml.v3's "yaml: line N: msg" into "file:N: msg".
-func (p *parser) syntaxError(err error, data []byte) {
+// consumed is how many bytes of data yaml.v3 had read when it failed.
+func (p *parser) syntaxError(err error, data []byte, consumed int) {
 	msg := err.Error()
 	line := 0
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
@@ -79,7 +107,7 @@ func (p *parser) syntaxError(err error, data []byte) {
 	if line > 0 && (yamlParserProblems[msg] || strings.HasPrefix(msg, "found a tab character")) {
 		line++
 	}
-	if k, ok := locate(data, max(line, 1), msg); ok {
+	if k, ok := locate(data, max(line, 1), msg, consumed); ok {
 		line = k
 	}
 	switch {
@@ -91,21 +119,73 @@ func (p *parser) syntaxError(err error, data []byte) {
 	p.add(line, "", ErrSyntax, err, "%s", msg)
 }
 
-// locate finds the line a syntax error is on. For parser errors yaml.v3
-// reports where the enclosing block starts, which may be many lines above
-// the mistake. The mistake is on the first line, at or after that start,
-// where the file cut after that line fails with the same message.
-// Bench files are small and this runs only on error, so parsing each
-// prefix is cheap enough.
-func locate(data []byte, from int, msg string) (int, bool) {
-	lines := bytes.SplitAfter(data, []byte("\n"))
-	for k := from; k <= len(lines); k++ {
-		err := parseAll(bytes.Join(lines[:k], nil))
-		if err != nil && strings.HasSuffix(err.Error(), ": "+msg) {
-			return k, true
+var unknownAnchor = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
+// locate finds the line a syntax error is on, in time linear in the file
+// (at most one more parse of it, and only for a parser error).
+//
+// The mistake is on the first line k, at or after from, where the file cut
+// after line k fails with the same message. For a scanner error that is
+// the line yaml.v3 names (where the token it was scanning starts). For an
+// unknown anchor it is the first line with the alias. For a parser error
+// yaml.v3 names where the enclosing block starts, which may be far above
+// the mistake; but yaml.v3 reads on demand, so the mistake is at or before
+// what it had read (consumed), and the file cut after that line fails as
+// the whole file did. The scanner may have read past the failing token to
+// the next one (to tell a scalar from a key), over blank and comment lines:
+// so the last line with content before that one is tried, with one parse.
+func locate(data []byte, from int, msg string, consumed int) (int, bool) {
+	if m := unknownAnchor.FindStringSubmatch(msg); m != nil {
+		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
+			return lineOf(data, i), true
+		}
+		return 0, false
+	}
+	if !yamlParserProblems[msg] {
+		return 0, false // scanner errors: yaml.v3's line is right
+	}
+	consumed = min(max(consumed, 1), len(data))
+	upper := max(lineOf(data, consumed-1), from)
+	// The last line before upper with something other than blanks or a
+	// comment on it.
+	lines := lineStarts(data)
+	prev := 0
+	for k := upper - 1; k >= from; k-- {
+		text := strings.TrimLeft(string(data[lines[k-1]:lineEnd(data, lines, k)]), " \t\r")
+		if text != "" && text != "\n" && text[0] != '#' {
+			prev = k
+			break
 		}
 	}
-	return 0, false
+	if prev > 0 {
+		err := parseAll(data[:lineEnd(data, lines, prev)])
+		if err != nil && strings.HasSuffix(err.Error(), ": "+msg) {
+			return prev, true
+		}
+	}
+	return upper, true
+}
+
+// lineOf is the 1-based line of byte offset i.
+func lineOf(data []byte, i int) int { return bytes.Count(data[:i], []byte("\n")) + 1 }
+
+// lineStarts returns the offset where each line starts (line k at [k-1]).
+func lineStarts(data []byte) []int {
+	starts := []int{0}
+	for i, c := range data {
+		if c == '\n' && i+1 < len(data) {
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
+}
+
+// lineEnd is the offset just past line k (1-based), its newline included.
+func lineEnd(data []byte, starts []int, k int) int {
+	if k < len(starts) {
+		return starts[k]
+	}
+	return len(data)
 }
 
 // parseAll parses every document in data and returns the first error.
