@@ -49,3 +49,26 @@ func (e *ExistsError) Error() string {
 }
 
 func (e *ExistsError) Is(target error) bool { return target == fs.ErrExist }
+
+// ErrInsecureKeyDir: a directory on the key file's path is writable by group or others, who
+// could replace the key (or the certificate next to it) with their own.
+var ErrInsecureKeyDir = errors.New("DAK key file is in a directory writable by group or others")
+
+// DirectoryError reports a key file in a directory (or under one) that group or others may
+// write to, as ssh refuses an authorized_keys file there. A sticky directory owned by root
+// (/tmp) is fine: nobody else can rename or remove what is in it. It matches
+// ErrInsecureKeyDir and ErrInsecureKeyFile.
+type DirectoryError struct {
+	Path string      // the key file
+	Dir  string      // the offending directory
+	Mode fs.FileMode // its mode
+}
+
+func (e *DirectoryError) Error() string {
+	return fmt.Sprintf("DAK key file %s is in directory %s with mode %04o (%s): group or others may write there and replace the key; fix it with: chmod go-w %s",
+		e.Path, e.Dir, uint32(e.Mode.Perm()), e.Mode.Perm(), e.Dir)
+}
+
+func (e *DirectoryError) Is(target error) bool {
+	return target == ErrInsecureKeyDir || target == ErrInsecureKeyFile
+}

@@ -116,6 +116,11 @@ func readKey(path string) (*ecdsa.PrivateKey, error) {
 	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 		return nil, &PermissionError{Path: path, Mode: fi.Mode()}
 	}
+	if runtime.GOOS != "windows" {
+		if err := checkKeyDirs(path); err != nil {
+			return nil, err
+		}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading DAK key %s: %w", path, err)
