@@ -7,8 +7,14 @@ import (
 	"hilbench/harness/signer/softdak"
 )
 
+const dakUsage = `hil dak: development DAKs
+
+  hil dak init [--dir DIR] [--force]   make a development software DAK and its root in DIR, for
+                                       benches without a DAK from the AVS console (never for production)
+`
+
 func cmdDakInit(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("dak init", stderr)
+	fs := newFlags("dak init", "[--dir DIR] [--force]\n\nMake a development software DAK (dak_private_key.pem, dak-certificate.pem) and its root\nin DIR, for benches without a DAK from the AVS console. Never for production.", stdout)
 	dir := fs.String("dir", ".", "directory to write the development DAK into")
 	force := fs.Bool("force", false, "overwrite existing files")
 	if err := parseFlags(fs, args); err != nil {

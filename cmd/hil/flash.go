@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -17,18 +15,15 @@ import (
 )
 
 func cmdFlash(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("flash", stderr)
+	fs := newFlags("flash", "--bench FILE --target NAME [--expect-version V] [flags] IMAGE\n\nWrite a firmware image (raw, Intel HEX, .dfu) over the console (YMODEM) or USB DFU and\ncheck the new firmware booted. Exit status 1 when the flash failed.", stdout)
 	benchFile := fs.String("bench", "", "bench file (YAML)")
 	target := fs.String("target", "", "the target to flash")
 	format := fs.String("format", "", "image format: raw, ihex or dfu (default: by extension)")
 	expect := fs.String("expect-version", "", "the version the new firmware must report once booted")
 	out := fs.String("out", "", "output directory (default: the bench file's output)")
 	unprotect := fs.Bool("unprotect", false, "DfuSe: lift the device's read protection first (this erases all of its flash)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlagsArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: hil flash --bench FILE --target NAME [flags] IMAGE (one image)", errUsage)

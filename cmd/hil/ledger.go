@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -44,16 +43,22 @@ The ledger is the bench's ledger: setting (default <output>/ledger.db, SQLite).
 
 var ledgerCommands = []string{"list", "show", "export", "check", "import"}
 
+// ledgerSynopsis is each ledger command's usage after "hil ledger COMMAND".
+var ledgerSynopsis = map[string]string{
+	"list":   "--bench FILE [--state S] [--target T] [--device ID] [--live]\n\nOne line per certificate (or reservation).",
+	"show":   "--bench FILE (ID | --serial HEX | --fingerprint SHA256 | --device ID)\n\nOne record in full, with its chain.",
+	"export": "--bench FILE [--format jsonl|csv] [--out FILE]\n\nEvery certificate ever issued, one JSON object (or CSV row) each.",
+	"check":  "--bench FILE\n\nProve the ledger consistent (budget, chains, live records, audit log); exit status 1 otherwise.",
+	"import": "--bench FILE [--audit FILE] [--budget FILE] [--records DIR]\n\nBring an earlier release's audit log, budget counter and record files into the ledger.",
+}
+
 func cmdLedger(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, ledgerUsage)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: hil ledger %s --bench FILE", errUsage, strings.Join(ledgerCommands, "|"))
-		}
-		return nil
+	sub, rest, err := subcommand("ledger", args, ledgerCommands, ledgerUsage, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
-	fs := newFlags("ledger "+sub, stderr)
+	args = append([]string{sub}, rest...)
+	fs := newFlags("ledger "+sub, ledgerSynopsis[sub], stdout)
 	benchFile := fs.String("bench", "", "bench file (YAML)")
 	var run func(ctx context.Context, b *bench.Bench, lg ledger.Store) error
 	switch sub {
@@ -142,8 +147,8 @@ func cmdLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: unknown ledger command %q (commands: %s)", errUsage, sub, strings.Join(ledgerCommands, ", "))
 	}
 	if sub == "show" {
-		if err := fs.Parse(args[1:]); err != nil {
-			return usageErr(err)
+		if err := parseFlagsArgs(fs, args[1:]); err != nil {
+			return err
 		}
 	} else if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -161,13 +166,6 @@ func cmdLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer lg.Close()
 	return run(ctx, b, lg)
-}
-
-func usageErr(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	return fmt.Errorf("%w: %v", errUsage, err)
 }
 
 // listDevice lists records, those of one device when dev is given (its serial/DSN or key).

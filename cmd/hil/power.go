@@ -9,20 +9,26 @@ import (
 	"hilbench/harness/power"
 )
 
+const powerUsage = `hil power: switch a target's power (its power: section: relay command, USB hub port, simulator)
+
+  hil power on --bench FILE TARGET
+  hil power off --bench FILE TARGET
+  hil power cycle --bench FILE TARGET
+  hil power state --bench FILE TARGET
+`
+
 func cmdPower(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: hil power on|off|cycle|state --bench FILE TARGET", errUsage)
+	action, rest, err := subcommand("power", args, []string{"on", "off", "cycle", "state"}, powerUsage, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	action := args[0]
-	switch action {
-	case "on", "off", "cycle", "state":
-	default:
-		return fmt.Errorf("%w: unknown power action %q (want on, off, cycle or state)", errUsage, action)
+	what := "Switch the target's power " + action + " and print its state."
+	if action == "state" {
+		what = "Print the target's power state."
 	}
-	fs := newFlags("power "+action, stderr)
+	fs := newFlags("power "+action, "--bench FILE TARGET\n\n"+what, stdout)
 	benchFile := fs.String("bench", "", "bench file (YAML)")
 	// The target is the one positional argument; flags may come before or after it.
-	rest := args[1:]
 	var target string
 	for i, a := range rest {
 		if len(a) > 0 && a[0] != '-' && (i == 0 || rest[i-1] != "--bench" && rest[i-1] != "-bench") {

@@ -173,7 +173,7 @@ func statsFacts(o *report.Outcome, st device.Stats) {
 }
 
 func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("provision", stderr)
+	fs := newFlags("provision", "--bench FILE (--target NAME | --all) [flags]\n\nGive devices their DHA identity: key generated on the device, CSR checked, certificate\nsigned by the DAK and recorded in the ledger, chain written back and read back.\nExit status 1 when any target failed.", stdout)
 	var tf targetFlags
 	tf.register(fs)
 	reprovision := fs.Bool("reprovision", false, "replace the identity of devices that already have one")
@@ -276,7 +276,7 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", stderr)
+	fs := newFlags("verify", "--bench FILE (--target NAME | --all) [--reboot] [--factory-reset] [flags]\n\nRead each identity back and verify it against the ledger's record (and again after\nreboot / factory reset). Exit status 1 when any target failed.", stdout)
 	var tf targetFlags
 	tf.register(fs)
 	reboot := fs.Bool("reboot", false, "reboot each device and verify again")

@@ -24,14 +24,17 @@ Clients use a bench whose signer is {type: agent, socket: PATH, roots: [...]}.
 `
 
 func cmdSigner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "serve" && args[0] != "status") {
-		fmt.Fprint(stderr, signerUsage)
-		return fmt.Errorf("%w: hil signer serve|status --bench FILE", errUsage)
+	sub, rest, err := subcommand("signer", args, []string{"serve", "status"}, signerUsage, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
-	fs := newFlags("signer "+sub, stderr)
+	synopsis := "--bench FILE\n\nOwn the bench's DAK and sign for every client over a Unix socket (signer.socket)."
+	if sub == "status" {
+		synopsis = "--bench FILE\n\nAsk the signing agent how it is doing (budget, queue, issued)."
+	}
+	fs := newFlags("signer "+sub, synopsis, stdout)
 	benchFile := fs.String("bench", "", "bench file (YAML)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
 	if *benchFile == "" {

@@ -13,8 +13,19 @@ import (
 	"hilbench/targets/simbench"
 )
 
+const simUsage = `hil sim: simulated devices, firmware images and YubiKeys
+
+  hil sim [--n N] [--modules M] [--external E] [flags]
+                                  start simulated ACS devices (and ACK modules) on pseudo-terminals
+                                  and write their bench files; Ctrl-C stops them
+  hil sim image --version V --out FILE [--size N]
+                                  a firmware image the simulated devices' boot ROM accepts
+  hil sim yubikey [--state FILE] [--vpcd ADDR] [--serial N]
+                                  plug a virtual YubiKey into pcscd (vpcd) until stopped
+`
+
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim", stderr)
+	fs := newFlags("sim", "[--n N] [--modules M] [--external E] [flags]\n\nStart simulated ACS devices (and ACK modules) on pseudo-terminals and write their bench\nfiles; Ctrl-C stops them. Also: hil sim image, hil sim yubikey (each with -h).", stdout)
 	n := fs.Int("n", 4, "number of simulated ACS devices")
 	dir := fs.String("dir", "hil-sim", "directory for the devices' storage, the development DAK and the bench file")
 	baud := fs.Int("baud", 0, "model this line rate on every console (0: as fast as the pty goes)")
@@ -61,7 +72,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // cmdSimImage writes a firmware image the simulated devices' boot ROM accepts.
 func cmdSimImage(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim image", stderr)
+	fs := newFlags("sim image", "--version V --out FILE [--size N]\n\nWrite a firmware image the simulated devices' boot ROM accepts.", stdout)
 	version := fs.String("version", "", "firmware version the image carries (required)")
 	out := fs.String("out", "", "image file to write (required)")
 	size := fs.Int("size", 256<<10, "payload bytes (random)")

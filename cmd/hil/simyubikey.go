@@ -16,7 +16,7 @@ import (
 // cmdSimYubiKey plugs a virtual YubiKey into pcscd through vpcd until stopped. SIGUSR1 pulls it
 // out, SIGUSR2 plugs it back in: the fault tests' unplug/replug control.
 func cmdSimYubiKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim yubikey", stderr)
+	fs := newFlags("sim yubikey", "[--state FILE] [--vpcd ADDR] [--serial N]\n\nPlug a virtual YubiKey into pcscd (vpcd) until stopped; SIGUSR1 unplugs it, SIGUSR2 plugs it back.", stdout)
 	state := fs.String("state", "hil-sim/yubikey.json", "file holding the card's keys, certificates and counters (created when absent)")
 	addr := fs.String("vpcd", yksim.DefaultAddr, "vpcd reader slot to plug into (host:port; 35963 = \"Virtual PCD 00 00\", 35964 = \"... 00 01\")")
 	serial := fs.Uint("serial", uint(yksim.DefaultSerial), "serial number of a new card")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/go-piv/piv-go/v2/piv"
 
@@ -25,32 +27,65 @@ const yubikeyUsage = `hil yubikey: administer the YubiKey that holds the DAK
   hil yubikey import-cert --serial N --cert dak-certificate.pem
                                            store the DAK certificate after checking it matches the slot key
 
-Common flags: --reader (PC/SC reader name filter, default "yubikey"), --slot (default 9c).
+Every command takes --reader (PC/SC reader name filter, default "yubikey"); init-dak and
+import-cert take --slot (default 9c). "hil yubikey COMMAND -h" lists a command's flags.
 Secrets are asked for at the terminal, never taken from flags, files or the environment.
 `
 
+var yubikeyCommands = []string{"list", "status", "unblock", "change-pin", "set-retries", "init-dak", "import-cert"}
+
+// yubikeySynopsis is each yubikey command's usage after "hil yubikey COMMAND".
+var yubikeySynopsis = map[string]string{
+	"list":        "[--reader FILTER]\n\nThe serial numbers of the YubiKeys present.",
+	"status":      "--serial N [--reader FILTER]\n\nFirmware, PIN/PUK retries, slots, certificates, attestation.",
+	"unblock":     "--serial N [--reader FILTER] [--allow-last-retry]\n\nSet a new PIN after 3 wrong ones; asks for the PUK at the terminal.",
+	"change-pin":  "--serial N [--reader FILTER] [--allow-last-retry]\n\nChange the PIN; asks for the current and the new PIN at the terminal.",
+	"set-retries": "--serial N --pin-tries P --puk-tries Q [--reader FILTER] [--allow-last-retry]\n\nSet the PIN and PUK retry counts (resets PIN and PUK to the defaults).",
+	"init-dak":    "--serial N --pin-policy P --touch-policy T --cn NAME [--o ORG] [--csr FILE] [--attestation FILE] [--slot S] [--replace]\n\nGenerate the DAK on the key and write its CSR and attestation chain.",
+	"import-cert": "--serial N --cert FILE [--slot S] [--reader FILTER]\n\nStore the DAK certificate after checking it matches the slot key.",
+}
+
 func cmdYubiKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, yubikeyUsage)
-		return fmt.Errorf("%w: hil yubikey COMMAND", errUsage)
+	sub, args, err := subcommand("yubikey", args, yubikeyCommands, yubikeyUsage, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := newFlags("yubikey "+sub, stderr)
-	serial := fs.Uint("serial", 0, "serial number of the YubiKey")
+	// Each command has its own flags: a flag another command takes is an error here.
+	fs := newFlags("yubikey "+sub, yubikeySynopsis[sub], stdout)
+	has := func(cmds ...string) bool { return slices.Contains(cmds, sub) }
 	reader := fs.String("reader", "", `PC/SC reader name filter (default "yubikey"; "Virtual PCD" for the virtual YubiKey)`)
-	slotName := fs.String("slot", "9c", "PIV slot of the DAK")
-	allowLast := fs.Bool("allow-last-retry", false, "present a PIN or PUK even when only one retry remains")
-	// command-specific
-	pinTries := fs.Int("pin-tries", 3, "set-retries: PIN retries")
-	pukTries := fs.Int("puk-tries", 3, "set-retries: PUK retries")
-	pinPolicy := fs.String("pin-policy", "", "init-dak: never|once|always (required)")
-	touchPolicy := fs.String("touch-policy", "", "init-dak: never|always|cached (required)")
-	cn := fs.String("cn", "", "init-dak: common name of the DAK")
-	org := fs.String("o", "", "init-dak: organisation of the DAK")
-	csrFile := fs.String("csr", "dak.csr", "init-dak: where to write the DAK CSR")
-	attFile := fs.String("attestation", "dak-attestation.pem", "init-dak: where to write the attestation chain")
-	replace := fs.Bool("replace", false, "init-dak: destroy a key already in the slot")
-	certFile := fs.String("cert", "", "import-cert: the DAK certificate (PEM)")
+	serial, slotName := new(uint), new(string)
+	*slotName = "9c"
+	if sub != "list" {
+		fs.UintVar(serial, "serial", 0, "serial number of the YubiKey (required; see hil yubikey list)")
+	}
+	if has("init-dak", "import-cert") {
+		fs.StringVar(slotName, "slot", "9c", "PIV slot of the DAK")
+	}
+	allowLast := new(bool)
+	if has("unblock", "change-pin", "set-retries", "init-dak") {
+		fs.BoolVar(allowLast, "allow-last-retry", false, "present a PIN or PUK even when only one retry remains")
+	}
+	pinTries, pukTries := new(int), new(int)
+	if sub == "set-retries" {
+		fs.IntVar(pinTries, "pin-tries", 3, "PIN retries")
+		fs.IntVar(pukTries, "puk-tries", 3, "PUK retries")
+	}
+	pinPolicy, touchPolicy, cn, org, csrFile, attFile := new(string), new(string), new(string), new(string), new(string), new(string)
+	replace := new(bool)
+	if sub == "init-dak" {
+		fs.StringVar(pinPolicy, "pin-policy", "", "never|once|always (required)")
+		fs.StringVar(touchPolicy, "touch-policy", "", "never|always|cached (required)")
+		fs.StringVar(cn, "cn", "", "common name of the DAK (required)")
+		fs.StringVar(org, "o", "", "organisation of the DAK")
+		fs.StringVar(csrFile, "csr", "dak.csr", "where to write the DAK CSR")
+		fs.StringVar(attFile, "attestation", "dak-attestation.pem", "where to write the attestation chain")
+		fs.BoolVar(replace, "replace", false, "destroy a key already in the slot")
+	}
+	certFile := new(string)
+	if sub == "import-cert" {
+		fs.StringVar(certFile, "cert", "", "the DAK certificate (PEM; required)")
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -180,9 +215,8 @@ func cmdYubiKey(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "stored %s (expires %s) in slot %s\n", cert.Subject, cert.NotAfter.Format("2006-01-02"), *slotName)
 		return nil
-	default:
-		fmt.Fprint(stderr, yubikeyUsage)
-		return fmt.Errorf("%w: unknown yubikey command %q", errUsage, sub)
+	default: // subcommand accepted only yubikeyCommands
+		return fmt.Errorf("%w: unknown yubikey command %q (commands: %s)", errUsage, sub, strings.Join(yubikeyCommands, ", "))
 	}
 }
 
