@@ -60,8 +60,11 @@ type FlashConfig struct {
 	DigestLine                               *regexp.Regexp                  // group 1: the SHA-256 the bootloader reports
 	LoadCommand, BootCommand, VersionCommand string
 	// Timeout bounds reaching the bootloader, each transfer's start, and the boot after it.
-	Timeout  time.Duration
-	Attempts int // transfers tried before giving up
+	Timeout time.Duration
+	// BlockTimeout is how long the YMODEM sender waits for a block's answer before sending it
+	// again (default flash.DefaultBlockTimeout).
+	BlockTimeout time.Duration
+	Attempts     int // transfers tried before giving up
 }
 
 func (c FlashConfig) withDefaults() FlashConfig {
@@ -280,7 +283,7 @@ func (d *Device) transfer(ctx context.Context, img *flash.Image, cfg FlashConfig
 	name := filepath.Base(img.Path)
 	var serr error
 	err := d.con.Raw(ctx, "ymodem "+name, func(rw io.ReadWriter) error {
-		st, serr = flash.SendYModem(ctx, rw, name, img.Data, flash.YModemOptions{Progress: opts.Transfer})
+		st, serr = flash.SendYModem(ctx, rw, name, img.Data, flash.YModemOptions{Progress: opts.Transfer, BlockTimeout: cfg.BlockTimeout})
 		return serr
 	})
 	if err != nil {
