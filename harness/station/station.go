@@ -284,6 +284,7 @@ func openYubiKey(ctx context.Context, b *bench.Bench, now time.Time) (signer.Sig
 		Slot:              slot,
 		Reader:            c.Reader,
 		PINFile:           c.PINFile,
+		StateDir:          StateDir(b), // a wrong-PIN stop is remembered with the DAK's state
 		AllowLastRetry:    c.AllowLastRetry,
 		Attestation:       c.Attestation,
 		AttestationRoots:  attRoots,

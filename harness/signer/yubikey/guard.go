@@ -26,6 +26,10 @@ type pinGuard struct {
 	allowLast bool
 	failed    error // set once the card refused the PIN
 	verifies  int   // VERIFY commands that carried the PIN
+	// onWrong, if set, is told once when the card refuses the PIN (the retries left);
+	// onRight, if set, when it first accepts it.
+	onWrong func(retries int)
+	onRight func()
 }
 
 // Format keeps fmt from printing the guard's fields (fmt prints the
@@ -76,10 +80,17 @@ func (g *pinGuard) verify(yk *piv.YubiKey) error {
 	var ae piv.AuthErr
 	if errors.As(err, &ae) {
 		g.failed = &WrongPINError{Serial: g.serial, Credential: PIN, Retries: ae.Retries}
+		if g.onWrong != nil {
+			g.onWrong(ae.Retries)
+		}
 		return g.failed
 	}
 	if err != nil {
 		return fmt.Errorf("YubiKey %d: VERIFY PIN: %w", g.serial, err)
+	}
+	if g.onRight != nil {
+		g.onRight()
+		g.onRight = nil
 	}
 	return nil
 }

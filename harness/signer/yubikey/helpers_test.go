@@ -195,7 +195,11 @@ func (s *station) admin() *Admin {
 
 // config is an Open configuration for slot with the station's PIN file.
 func (s *station) config(slot piv.Slot) Config {
-	return Config{Serial: stationSerial, Slot: slot, Reader: *readerName, PINFile: s.pinFile}
+	return Config{Serial: stationSerial, Slot: slot, Reader: *readerName, PINFile: s.pinFile, StateDir: s.stateDir()}
+}
+
+// stateDir is where the station's Opens remember a wrong PIN (restorePIN forgets it).
+func (s *station) stateDir() string { return filepath.Join(s.dir, "state")
 }
 
 func newStation() (_ *station, err error) {

@@ -112,6 +112,14 @@ func parsePINFile(data []byte) (string, error) {
 	case len(body) >= 1 && body[len(body)-1] == '\n':
 		body = body[:len(body)-1]
 	}
+	// White space around the PIN is the usual editing slip (echo " 123456" > pin, an editor
+	// that adds a trailing blank): say so rather than "white space at character N".
+	if len(body) > 0 && (body[0] == ' ' || body[0] == '\t') {
+		return "", errors.New("starts with white space (a leading space or tab before the PIN): a PIN file holds the PIN alone, with nothing before it; remove the leading space")
+	}
+	if n := len(body); n > 0 && (body[n-1] == ' ' || body[n-1] == '\t') {
+		return "", errors.New("has white space after the PIN (a trailing space or tab; only one line end may follow the PIN): remove the trailing space")
+	}
 	for i, c := range body {
 		if c == '\n' || c == '\r' {
 			return "", fmt.Errorf("has more than one line (a line break at byte %d): put the PIN alone on one line, with at most one line end", i+1)

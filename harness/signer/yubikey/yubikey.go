@@ -47,6 +47,11 @@ type Config struct {
 	// PINFile holds the PIN alone (one trailing line end allowed), mode
 	// 0600 or stricter. It is read and checked before any card is touched.
 	PINFile string
+	// StateDir is where a wrong-PIN stop is remembered (WrongPINMemoFile), by the PIN file's
+	// identity, so that the next Open refuses the unchanged file without trying its PIN; the
+	// station passes the signer state directory. "" means $XDG_STATE_HOME/hilbench (default
+	// ~/.local/state/hilbench).
+	StateDir string
 	// AllowLastRetry lets the PIN be tried when only one retry remains: an
 	// explicit operator override, for one run.
 	AllowLastRetry bool
@@ -196,6 +201,18 @@ func Open(ctx context.Context, cfg Config) (*YubiKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A PIN file whose PIN the card refused before, unchanged since, is not tried again.
+	memo, err := memoFor(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	pinID, err := statPINFile(cfg.PINFile)
+	if err != nil {
+		return nil, &PINFileError{Path: cfg.PINFile, Problem: "cannot stat it", Err: err}
+	}
+	if err := memo.check(pinID); err != nil {
+		return nil, err
+	}
 	var inter []*x509.Certificate
 	inter = append(inter, cfg.Intermediates...)
 	for _, p := range cfg.IntermediateFiles {
@@ -221,6 +238,16 @@ func Open(ctx context.Context, cfg Config) (*YubiKey, error) {
 		slot:   slot,
 		done:   make(chan struct{}),
 		guard:  &pinGuard{serial: cfg.Serial, pin: pin, allowLast: cfg.AllowLastRetry},
+	}
+	k.guard.onWrong = func(retries int) {
+		if err := memo.record(pinID, cfg.Serial, retries, time.Now()); err != nil {
+			cfg.Logf("YubiKey %d: the wrong PIN in %s could not be remembered in %s: %v", cfg.Serial, cfg.PINFile, memo.path, err)
+		}
+	}
+	k.guard.onRight = func() {
+		if err := memo.forget(pinID.Path); err != nil {
+			cfg.Logf("YubiKey %d: clearing the wrong-PIN record of %s in %s: %v", cfg.Serial, cfg.PINFile, memo.path, err)
+		}
 	}
 	sess, err := k.connect(ctx)
 	if err != nil {

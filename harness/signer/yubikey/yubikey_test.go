@@ -211,6 +211,9 @@ func TestWrongPINAndLastRetry(t *testing.T) {
 	}
 	s.wantRetries(t, 2, 3)
 
+	// The same file is not tried again until it changes (TestWrongPINRememberedByFileIdentity);
+	// an operator who edits it, wrongly again, costs another retry.
+	touch(t, wrong.PINFile)
 	_, err = Open(context.Background(), wrong)
 	if !errors.As(err, &we) || we.Retries != 1 {
 		t.Fatalf("second Open with a wrong PIN = %v; want 1 retry left", err)
@@ -218,6 +221,7 @@ func TestWrongPINAndLastRetry(t *testing.T) {
 	s.wantRetries(t, 1, 3)
 
 	// One retry left: refused without trying, wrong or right PIN alike.
+	touch(t, wrong.PINFile)
 	for _, cfg := range []Config{wrong, s.config(piv.SlotSignature)} {
 		_, err = Open(context.Background(), cfg)
 		mustIs(t, err, ErrLowRetries)
@@ -277,6 +281,10 @@ func restorePIN(t *testing.T, s *station) {
 		}
 	})
 	s.wantRetries(t, 3, 3)
+	// The station's PIN file is right again: forget a wrong-PIN stop it caused.
+	if err := os.Remove(filepath.Join(s.stateDir(), WrongPINMemoFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("forgetting the wrong PIN: %v", err)
+	}
 }
 
 // A blocked PIN: Open names the PUK procedure; Unblock (with the PUK
