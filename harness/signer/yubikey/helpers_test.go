@@ -199,7 +199,8 @@ func (s *station) config(slot piv.Slot) Config {
 }
 
 // stateDir is where the station's Opens remember a wrong PIN (restorePIN forgets it).
-func (s *station) stateDir() string { return filepath.Join(s.dir, "state")
+func (s *station) stateDir() string {
+	return filepath.Join(s.dir, "state")
 }
 
 func newStation() (_ *station, err error) {
