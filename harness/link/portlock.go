@@ -74,14 +74,15 @@ func inUse(path, real string, err error) error {
 	if !errors.As(err, &held) {
 		return fmt.Errorf("link: locking %s: %w", path, err)
 	}
-	name := path
+	via := ""
 	if real != path {
-		name = fmt.Sprintf("%s (%s)", path, real)
+		via = ", opened as " + path
 	}
+	who := held.Holder.String()
 	if held.Holder.PID == 0 {
-		return fmt.Errorf("link: port %s is in use by another process (lock %s): %w", name, held.Path, ErrInUse)
+		who = "another process"
 	}
-	return fmt.Errorf("link: port %s is in use by %s (lock %s): %w", name, held.Holder, held.Path, ErrInUse)
+	return fmt.Errorf("link: port %s is in use by %s (lock %s%s): %w", real, who, held.Path, via, ErrInUse)
 }
 
 // release removes the LCK file (if still ours) and drops the flock. Nil-safe.
