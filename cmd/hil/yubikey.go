@@ -23,7 +23,7 @@ const yubikeyUsage = `hil yubikey: administer the YubiKey that holds the DAK
   hil yubikey change-pin --serial N
   hil yubikey set-retries --serial N --pin-tries P --puk-tries Q   (resets PIN and PUK to the defaults)
   hil yubikey init-dak --serial N --pin-policy once --touch-policy never --cn NAME --csr dak.csr
-                                           generate the DAK on the key (self-managed keys, the ACK YubiKey guide)
+                                           generate the DAK on the key (self-managed keys: ACK "YubiKey Overview")
   hil yubikey import-cert --serial N --cert dak-certificate.pem
                                            store the DAK certificate after checking it matches the slot key
 
