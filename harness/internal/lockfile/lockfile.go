@@ -68,6 +68,10 @@ func (l *Lock) Path() string { return l.path }
 func Acquire(path string) (*Lock, error) {
 	for attempt := 0; ; attempt++ {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o644)
+		if errors.Is(err, fs.ErrPermission) {
+			// Another user's lock file: flock needs only a descriptor; the holder goes unrecorded.
+			f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_CLOEXEC, 0)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("opening lock file: %w", err)
 		}
