@@ -28,7 +28,7 @@ func FuzzOpen(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
-	f.Add(good[:len(good)-5])                                        // torn last line
+	f.Add(good[:len(good)-5])                                         // torn last line
 	f.Add(bytes.Replace(good, []byte("\n2 "), []byte("\n3 "), 1))     // a gap in the count
 	f.Add(bytes.Replace(good, []byte(`"version"`), []byte(`"x"`), 1)) // unknown field
 	f.Add(good[:bytes.IndexByte(good, '\n')+1])
