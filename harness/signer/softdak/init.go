@@ -206,7 +206,7 @@ func (o InitOptions) subject() pkix.Name {
 func (o InitOptions) config() []byte {
 	var b strings.Builder
 	b.WriteString(`# Development DAK request configuration, written by "hil dak init".
-# Same shape as the dak.conf the AVS developer console hands out (the FFS provisioning guide):
+# Same shape as the dak.conf the AVS developer console hands out ("Provision AVS devices for FFS", Amazon):
 #   openssl ecparam -name prime256v1 > dak-params.pem
 #   openssl req -new -nodes -config dak.conf -newkey ec:dak-params.pem -keyout dak_private_key.pem -out dak.csr
 # The certificate for this DAK is signed by dev-root-ca.pem, a local
