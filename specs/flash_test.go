@@ -96,7 +96,7 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 		var cut atomic.Bool
 		short := cfg
 		short.Attempts = 1
-		short.Timeout = 2 * time.Second // reaching the bootloader takes ~0.2 s on the simulator
+		short.Timeout = 2 * time.Second             // reaching the bootloader takes ~0.2 s on the simulator
 		short.BlockTimeout = 250 * time.Millisecond // the device is off: how long it takes to give up is not under test
 		_, err = s.FlashWith(ctx, img, short, device.FlashOptions{Transfer: func(sent, total int64) {
 			if sent > total/3 && cut.CompareAndSwap(false, true) {

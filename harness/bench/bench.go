@@ -191,6 +191,7 @@ type ACKOptions struct {
 	ProductConfig   string // absolute path of the product configuration file
 	BootTimeout     time.Duration
 	ExchangeTimeout time.Duration // one request's answer (before retransmission); default from the baud rate
+	SlowTimeout     time.Duration // added for KEYGEN, CSR and COMMIT (key and signature work on the module)
 	External        *ACKExternal  // required in external mode
 }
 

@@ -101,6 +101,7 @@ type fileACK struct {
 	ProductConfig   string           `yaml:"product_config,omitempty"`
 	BootTimeout     string           `yaml:"boot_timeout,omitempty"`
 	ExchangeTimeout string           `yaml:"exchange_timeout,omitempty"`
+	SlowTimeout     string           `yaml:"slow_timeout,omitempty"`
 	External        *fileACKExternal `yaml:"external,omitempty"`
 }
 
@@ -262,7 +263,8 @@ func (b *Bench) marshal(dir string) ([]byte, error) {
 		}
 		if a := t.ACK; a != nil {
 			fa := &fileACK{Mode: a.Mode, Module: a.Module, ProductConfig: relativeTo(dir, a.ProductConfig),
-				BootTimeout: durationString(a.BootTimeout), ExchangeTimeout: durationString(a.ExchangeTimeout)}
+				BootTimeout: durationString(a.BootTimeout), ExchangeTimeout: durationString(a.ExchangeTimeout),
+				SlowTimeout: durationString(a.SlowTimeout)}
 			if x := a.External; x != nil {
 				fa.External = &fileACKExternal{Command: x.Command, PINFile: relativeTo(dir, x.PINFile), Success: x.Success,
 					Failure: x.Failure, Timeout: durationString(x.Timeout)}

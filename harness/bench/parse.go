@@ -948,7 +948,7 @@ func (p *parser) ack(top *fields, tpath, family string) *ACKOptions {
 		p.add(n.Line, path, ErrInvalid, nil, "only valid for family ack")
 		return nil
 	}
-	f := top.sub("ack", []string{"mode", "module", "product_config", "boot_timeout", "exchange_timeout", "external"})
+	f := top.sub("ack", []string{"mode", "module", "product_config", "boot_timeout", "exchange_timeout", "slow_timeout", "external"})
 	if f == nil {
 		return nil
 	}
@@ -962,6 +962,7 @@ func (p *parser) ack(top *fields, tpath, family string) *ACKOptions {
 	}
 	o.BootTimeout = f.duration("boot_timeout")
 	o.ExchangeTimeout = f.duration("exchange_timeout")
+	o.SlowTimeout = f.duration("slow_timeout")
 	ef := f.sub("external", []string{"command", "pin_file", "success", "failure", "timeout"})
 	switch {
 	case o.Mode == ACKModeExternal && ef == nil:

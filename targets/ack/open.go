@@ -27,6 +27,7 @@ func ConfigFromBench(t *bench.Target, redact *console.Redactor) (Config, error) 
 		cfg.Module = o.Module
 		cfg.BootTimeout = o.BootTimeout
 		cfg.ExchangeTimeout = o.ExchangeTimeout
+		cfg.SlowTimeout = o.SlowTimeout
 		if cfg.Module == "" && o.ProductConfig != "" {
 			p, err := ReadProduct(o.ProductConfig)
 			if err != nil {

@@ -21,6 +21,9 @@ type ACKOptions struct {
 	External  int           // more modules, extN, provisioned by the stand-in vendor tool
 	Baud      int           // modelled line rate; 0 = unlimited
 	BootDelay time.Duration // simulated boot time
+	// SlowTimeout, when set, is the modules' ack.slow_timeout: how long KEYGEN, CSR and COMMIT
+	// may take before a send counts as unanswered (the simulator answers in milliseconds).
+	SlowTimeout time.Duration
 	// VendorTool is the script standing in for the vendor's provisioning tool (external mode);
 	// default: fixtures/vendor-tool/module-utility, written into Dir.
 	VendorTool string
@@ -103,7 +106,7 @@ func StartACK(dir string, opts ACKOptions) (*ACKBench, error) {
 			Name: m.Name(), Family: bench.FamilyACK,
 			Console: bench.Console{Port: m.PortPath(), Baud: baud},
 			Power:   &bench.Power{Type: bench.PowerSim, Socket: filepath.Join(filepath.Dir(m.PortPath()), "power.sock"), OffTime: 100 * time.Millisecond},
-			ACK:     &bench.ACKOptions{Mode: bench.ACKModeNative, ProductConfig: product},
+			ACK:     &bench.ACKOptions{Mode: bench.ACKModeNative, ProductConfig: product, SlowTimeout: opts.SlowTimeout},
 		})
 	}
 	tool := opts.VendorTool
