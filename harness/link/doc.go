@@ -16,11 +16,18 @@
 //     name. With Config.Reopen > 0, Read and Write wait that long for the port
 //     to come back (found again by path or USB identity) instead of failing
 //     with ErrDisconnected.
+//   - Lock: Open locks the port before opening it, keyed by the node its path
+//     resolves to (filepath.EvalSymlinks): flock(2) on a lock file in LockDir,
+//     which holds for root and dies with a crashed process, then the UUCP lock
+//     file LCK..<name> (pid as "%10d\n") that minicom and picocom honour; a
+//     live holder's LCK file blocks, a dead one's is replaced. A second opener
+//     fails at once with ErrInUse naming the holder's pid and command line.
+//     Close releases the lock and never hangs on the driver.
 //   - Find and Enumerate: USB lookup through go.bug.st/serial/enumerator.
 //     Enumerate is a variable so tests (and machines without a USB bus) can
 //     supply their own list. Find refuses ambiguity and, when nothing matches,
 //     lists what it saw.
 //
-// Errors carry the sentinels ErrNotFound, ErrAmbiguous, ErrBusy,
+// Errors carry the sentinels ErrNotFound, ErrAmbiguous, ErrBusy, ErrInUse,
 // ErrDisconnected and net.ErrClosed (after Close) for errors.Is.
 package link
