@@ -8,7 +8,9 @@
 //   - Key file: `dak_private_key.pem`, unencrypted (`openssl req -nodes`),
 //     PKCS#8 "PRIVATE KEY" or SEC 1 "EC PRIVATE KEY", possibly preceded by the
 //     "EC PARAMETERS" block `openssl ecparam` prints. It must be readable by
-//     its owner only; Open refuses anything looser and says how to fix it.
+//     its owner only; Open refuses anything looser and says how to fix it,
+//     and refuses a key under a directory group or others may write to
+//     (*DirectoryError; a root-owned sticky directory such as /tmp is fine).
 //   - Certificate file: `dak-certificate.pem`, the DAK certificate, optionally
 //     followed by intermediates; more intermediates may come from other files.
 //   - Open checks before it returns: the key matches the certificate, the

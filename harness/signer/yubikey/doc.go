@@ -26,7 +26,13 @@
 //   - PIN file (Config.PINFile): the PIN alone, with at most one trailing
 //     line end, mode 0600 or stricter. It is read and checked before any
 //     card is touched (*PINFileError), so a file with two line ends or a
-//     5- or 9-character PIN never costs a retry.
+//     5- or 9-character PIN never costs a retry; white space before or after
+//     the PIN is refused saying so.
+//   - Wrong-PIN record (Config.StateDir, WrongPINMemoFile): a wrong-PIN stop
+//     is remembered by the PIN file's identity (path, device, inode, size,
+//     modification time; nothing derived from the PIN), and the unchanged
+//     file is refused before any card is touched (*KnownWrongPINError) until
+//     it is edited, replaced or touched; a right PIN clears the record.
 //   - PIN guard: the only code that sends the PIN. It reads the retry
 //     counter first (an empty VERIFY, which never changes it), refuses at
 //     0 (*LockedError, naming the PUK procedure) and at 1 unless the
