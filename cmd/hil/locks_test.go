@@ -94,3 +94,58 @@ func TestProvisionRefusesAPortInUse(t *testing.T) {
 		t.Errorf("provision once the port was released: %v\n%s", err, out)
 	}
 }
+
+// Two `hil signer serve` on one state directory with different sockets: the second fails at
+// start naming the first, and nothing of the first is disturbed.
+func TestSecondSignerServeOnOneStateDirFails(t *testing.T) {
+	sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 1, BootDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	sockDir, err := os.MkdirTemp("", "hil-agent-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	benchWithSocket := func(name string) string {
+		b := *sb.Bench
+		b.Signer.StateDir = filepath.Join(sb.Dir, "state")
+		b.Signer.Socket = filepath.Join(sockDir, name+".sock")
+		f := filepath.Join(sb.Dir, name+".yaml")
+		if err := b.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	first, second := benchWithSocket("a"), benchWithSocket("b")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	serve := hilProc(ctx, "signer", "serve", "--bench", first)
+	var serveOut strings.Builder
+	serve.Stdout, serve.Stderr = &serveOut, &serveOut
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { serve.Process.Kill(); serve.Wait() }()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(sockDir, "a.sock")); err == nil {
+			break
+		}
+		if i > 400 {
+			t.Fatalf("the first agent did not start:\n%s", serveOut.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	out, err := hilRun(ctx, "signer", "serve", "--bench", second)
+	want := fmt.Sprintf("signer state %s is owned by pid %d (", filepath.Join(sb.Dir, "state"), serve.Process.Pid)
+	if err == nil || !strings.Contains(out, want) || !strings.Contains(out, "signer serve --bench "+first) {
+		t.Errorf("second signer serve: %v\n%s\nwant %q ... signer serve --bench %s", err, out, want, first)
+	}
+	if _, err := os.Stat(filepath.Join(sockDir, "b.sock")); err == nil {
+		t.Errorf("the refused agent left a socket")
+	}
+	if out, err := hilRun(ctx, "signer", "status", "--bench", first); err != nil {
+		t.Errorf("the first agent after the refusal: %v\n%s", err, out)
+	}
+}
