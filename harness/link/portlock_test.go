@@ -232,3 +232,40 @@ func TestCloseIsPromptWithReadOrWriteBlocked(t *testing.T) {
 	// The lock went with Close even though the Write is still stuck in the driver.
 	openPort(t, Config{Port: path})
 }
+
+// Openers racing for one port: exactly one wins each round, the others are told who holds it.
+func TestRacingOpensOneWins(t *testing.T) {
+	_, path, _ := newPty(t)
+	for round := 0; round < 20; round++ {
+		const n = 4
+		results := make(chan *Port, n)
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				p, err := Open(context.Background(), Config{Port: path})
+				if err != nil {
+					errs <- err
+					results <- nil
+					return
+				}
+				results <- p
+			}()
+		}
+		var won []*Port
+		for range n {
+			if p := <-results; p != nil {
+				won = append(won, p)
+			}
+		}
+		close(errs)
+		for err := range errs {
+			if !errors.Is(err, ErrInUse) {
+				t.Errorf("round %d: a loser got %v, want ErrInUse", round, err)
+			}
+		}
+		if len(won) != 1 {
+			t.Fatalf("round %d: %d opens won, want 1", round, len(won))
+		}
+		won[0].Close()
+	}
+}
