@@ -881,17 +881,29 @@ func TestBusy(t *testing.T) {
 	if _, err := a.Issue(context.Background(), "3", makeCSR(t, nil)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("full queue: %v", err)
 	}
-	// A second connection is allowed, a third is not.
+	release := sync.OnceFunc(func() {
+		fs.release <- struct{}{}
+		fs.release <- struct{}{}
+	})
+	defer release()
+	// A second connection is allowed; a third takes the place of the
+	// idle one; when every connection is busy (A's requests, B in the
+	// middle of a request line), a new one is refused.
 	b := dial(t, path)
 	if _, err := b.Status(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	c := dial(t, path)
-	if _, err := c.Status(context.Background()); !errors.Is(err, ErrBusy) {
-		t.Fatalf("too many clients: %v", err)
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatalf("a client in place of an idle one: %v", err)
 	}
-	fs.release <- struct{}{}
-	fs.release <- struct{}{}
+	r := rawDial(t, path)
+	r.send([]byte(`{"op":`))
+	time.Sleep(200 * time.Millisecond) // the agent reads the partial line
+	if _, err := dial(t, path).Status(context.Background()); !errors.Is(err, ErrBusy) {
+		t.Fatalf("too many busy clients: %v", err)
+	}
+	release()
 	for range 2 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)

@@ -22,6 +22,10 @@ const (
 	DefaultMaxQueuePerClient = 256
 	DefaultMaxClients        = 256
 	DefaultWriteTimeout      = 10 * time.Second
+	DefaultIdleTimeout       = 30 * time.Second
+	DefaultReadTimeout       = 10 * time.Second
+	DefaultMaxPending        = 1 << 20
+	DefaultMaxPendingTotal   = 32 << 20
 )
 
 // Server is the signing agent: the one process that uses the DAK. Set the
@@ -44,14 +48,31 @@ type Server struct {
 	// OnReady, if set, is called once the socket accepts connections.
 	OnReady func(socketPath string)
 
-	// Limits; zero values take the defaults above. A request beyond them
-	// is answered busy.
+	// Limits; zero values take the defaults above. An issue request
+	// beyond the queues is answered busy. A connection beyond MaxClients
+	// takes the place of the connection idle the longest (closed), or is
+	// answered busy when every connection is busy.
 	MaxQueue          int
 	MaxQueuePerClient int
 	MaxClients        int
 	// WriteTimeout bounds writing one batch of answers to a client that
-	// does not read.
+	// does not read; the client is then dropped.
 	WriteTimeout time.Duration
+	// IdleTimeout closes a connection that has sent nothing for this long
+	// while it has no request in progress and no answer unwritten (the
+	// Client dials again when it next needs the agent).
+	IdleTimeout time.Duration
+	// ReadTimeout closes a connection that started a request line and has
+	// not finished it this long after its first byte arrived.
+	ReadTimeout time.Duration
+	// MaxPending bounds the answers written to one connection but not yet
+	// read by its client (bytes); a client past it is dropped (logged).
+	// MaxPendingTotal bounds them across all connections: past it, a
+	// client with more than MaxPending/16 unread is dropped as it is
+	// answered again. So the agent's memory stays bounded whatever its
+	// clients send or fail to read.
+	MaxPending      int
+	MaxPendingTotal int
 
 	// Now is the time the DAK's chain must be valid at when Serve starts;
 	// default time.Now.
@@ -73,8 +94,16 @@ type runtime struct {
 	dakSubject   string
 	started      time.Time
 	writeTimeout time.Duration
+	idleTimeout  time.Duration
+	readTimeout  time.Duration
+	maxPending   int
+	maxTotal     int
 	maxClients   int
 	q            *scheduler
+
+	stopping atomic.Bool  // Serve's ctx is done: readers stop waiting
+	pending  atomic.Int64 // answers not yet written, all connections (bytes)
+	dropped  atomic.Int64 // clients dropped for not reading
 
 	signing                  atomic.Bool
 	issued, reused, rejected atomic.Int64
@@ -155,6 +184,10 @@ func (s *Server) newRuntime(ctx context.Context) (*runtime, error) {
 		dakSubject:   p.Certs.CA.Subject.String(),
 		started:      time.Now(),
 		writeTimeout: orDefault(s.WriteTimeout, DefaultWriteTimeout),
+		idleTimeout:  orDefault(s.IdleTimeout, DefaultIdleTimeout),
+		readTimeout:  orDefault(s.ReadTimeout, DefaultReadTimeout),
+		maxPending:   orDefault(s.MaxPending, DefaultMaxPending),
+		maxTotal:     orDefault(s.MaxPendingTotal, DefaultMaxPendingTotal),
 		maxClients:   orDefault(s.MaxClients, DefaultMaxClients),
 		q:            newScheduler(orDefault(s.MaxQueue, DefaultMaxQueue), orDefault(s.MaxQueuePerClient, DefaultMaxQueuePerClient)),
 		conns:        map[*conn]struct{}{},
@@ -213,6 +246,7 @@ func (rt *runtime) serve(ctx context.Context, l *listening) error {
 		j.c.sendJob(errResponse(j.id, CodeShuttingDown, "the signing agent is shutting down; nothing was signed for this request: retry when an agent runs again"))
 	}
 	<-workerDone // the signature in progress, if any, is answered
+	rt.stopping.Store(true)
 	rt.mu.Lock()
 	for c := range rt.conns {
 		c.nc.SetReadDeadline(time.Now())
