@@ -64,7 +64,9 @@ func parseIHex(raw []byte) (*ihexImage, error) {
 		}
 		switch typ {
 		case ihexData:
-			chunks = append(chunks, placeIHex(upper, off, payload, n)...)
+			if count > 0 { // an empty data record places nothing (it made a 0-byte image: FuzzParseIHex)
+				chunks = append(chunks, placeIHex(upper, off, payload, n)...)
+			}
 		case ihexEOF:
 			eofLine = n
 		case ihexSegment:

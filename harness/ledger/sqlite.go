@@ -332,6 +332,12 @@ func (b *sqliteBackend) classify(err error) error {
 	switch se.Code() & 0xff {
 	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	case sqlite3.SQLITE_ERROR:
+		// A damaged header or schema table: SQLite says so with its generic error code
+		// (found by FuzzOpenSQLite: a schema format number out of range).
+		if msg := se.Error(); strings.Contains(msg, "unsupported file format") || strings.Contains(msg, "malformed database schema") {
+			return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 		return fmt.Errorf("%w: locked by another process for longer than %s: %w", ErrUnavailable, busyTimeout, err)
 	case sqlite3.SQLITE_CONSTRAINT:
