@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"hilbench/harness/bench"
 )
@@ -33,13 +34,15 @@ func FuzzParse(f *testing.F) {
 		if len(data) > 64<<10 {
 			t.Skip()
 		}
-		b, err := bench.Parse(name, data)
+		b, err := parseWithin(t, name, data, 5*time.Second)
 		if err != nil {
 			var es bench.Errors
 			if !errors.As(err, &es) || len(es) == 0 {
 				t.Fatalf("Parse refused with %T: %v", err, err)
 			}
-			lines := bytes.Count(data, []byte("\n")) + 1
+			// YAML's line breaks: LF, CR LF, a lone CR, and for yaml.v3 NEL, LS and PS too.
+			lines := 1 + bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n")) +
+				bytes.Count(data, []byte("\u0085")) + bytes.Count(data, []byte("\u2028")) + bytes.Count(data, []byte("\u2029"))
 			for _, e := range es {
 				if e.File != name || e.Line < 0 || e.Line > lines+1 {
 					t.Fatalf("error %q: file %q line %d of %d", e, e.File, e.Line, lines)
@@ -51,7 +54,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Marshal of an accepted bench: %v", err)
 		}
-		b2, err := bench.Parse(name, out)
+		b2, err := parseWithin(t, name, out, 5*time.Second)
 		if err != nil {
 			t.Fatalf("the accepted bench, written out, is refused: %v\n%s", err, out)
 		}
@@ -60,4 +63,25 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Marshal is not a fixed point (%v):\n%s\n---\n%s", err, out, out2)
 		}
 	})
+}
+
+// parseWithin is bench.Parse that fails t, naming the input, when it takes longer than d (the
+// fuzzer itself has no time limit per input: a hang would only show as executions stopping).
+func parseWithin(t *testing.T, name string, data []byte, d time.Duration) (*bench.Bench, error) {
+	type result struct {
+		b   *bench.Bench
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := bench.Parse(name, data)
+		done <- result{b, err}
+	}()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-time.After(d):
+		t.Fatalf("Parse of %d bytes %q did not return within %v", len(data), data, d)
+		return nil, nil
+	}
 }

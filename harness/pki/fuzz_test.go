@@ -7,8 +7,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzCheckCSR: whatever CheckCSR accepts is a CSR crypto/x509 parses, with an EC P-256 key and
@@ -109,7 +112,8 @@ func FuzzParseChainPEM(f *testing.F) {
 }
 
 // FuzzParseProfile: any device.conf of up to 16 KiB parses or is refused with a *ProfileError,
-// without a panic, and parsing is deterministic (the same subject fields twice).
+// without a panic and within a second (expansion is capped), and parsing is deterministic (the
+// same subject fields twice).
 func FuzzParseProfile(f *testing.F) {
 	data, err := os.ReadFile(fixtureProfile)
 	if err != nil {
@@ -120,11 +124,21 @@ func FuzzParseProfile(f *testing.F) {
 	f.Add([]byte("a = 1\nb = $a$a\n[ s ]\nc = ${a}x$(b)\nd = $s::c\n.include x\n"))
 	f.Add([]byte("[ req\nx = \"quoted \\\" # not a comment\" # comment\\\ncontinued\n"))
 	f.Add([]byte("oid_section = oids\n[ oids ]\nDeviceTypeId = 1.3.6.1.4.1.4843.1.1\n"))
+	// issue 11 item 5: $var expansion nested 8 levels deep (2 GB uncapped); refused at 64 KiB.
+	bomb := "v0 = " + strings.Repeat("x", 64) + "\n"
+	for i := 1; i <= 8; i++ {
+		bomb += fmt.Sprintf("v%d = %s\n", i, strings.Repeat(fmt.Sprintf("$v%d", i-1), 16))
+	}
+	f.Add([]byte(bomb))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 16<<10 {
 			t.Skip()
 		}
+		start := time.Now()
 		p, err := ParseProfile("fuzz.conf", data, ProfileOptions{})
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("ParseProfile took %v", d)
+		}
 		if err != nil {
 			var pe *ProfileError
 			if !errors.As(err, &pe) {
