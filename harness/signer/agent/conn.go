@@ -46,6 +46,7 @@ type conn struct {
 	readDone bool
 	dead     bool
 	wake     chan struct{} // capacity 1
+	drained  chan struct{} // capacity 1: the writer wrote (or gave up)
 }
 
 func (rt *runtime) startConn(nc *net.UnixConn) {
@@ -55,7 +56,7 @@ func (rt *runtime) startConn(nc *net.UnixConn) {
 		refuse(nc, CodeForbidden, fmt.Sprintf("this agent serves uid %d only", os.Geteuid()))
 		return
 	}
-	c := &conn{rt: rt, nc: nc, peer: peer, wake: make(chan struct{}, 1)}
+	c := &conn{rt: rt, nc: nc, peer: peer, wake: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
 	c.lastActive.Store(time.Now().UnixNano())
 	rt.mu.Lock()
 	if rt.closing {
@@ -161,6 +162,7 @@ func (c *conn) readLoop() {
 	defer c.rt.wg.Done()
 	br := bufio.NewReaderSize(connReader{c}, 4<<10)
 	for {
+		c.waitDrained()
 		line, tooLong, err := c.readRequest(br)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if c.rt.stopping.Load() {
@@ -195,6 +197,33 @@ func (c *conn) readLoop() {
 	c.readDone = true
 	c.mu.Unlock()
 	c.signal()
+}
+
+// waitDrained holds the reader while the client has more answers unread
+// than pauseAt: a client that sends requests without reading the answers
+// costs the agent nothing more until it reads, or is dropped when writing
+// to it has not progressed for WriteTimeout.
+func (c *conn) waitDrained() {
+	limit := c.rt.maxPending / 16
+	for {
+		c.mu.Lock()
+		over := !c.dead && len(c.out)+c.writing >= limit
+		c.mu.Unlock()
+		if !over || c.rt.stopping.Load() {
+			return
+		}
+		select {
+		case <-c.drained:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *conn) signalDrained() {
+	select {
+	case c.drained <- struct{}{}:
+	default:
+	}
 }
 
 // readRequest is readLine for the agent's side: a read deadline that passes
@@ -364,6 +393,7 @@ func (c *conn) writeLoop() {
 			c.writing = 0
 			c.mu.Unlock()
 			c.rt.pending.Add(-int64(len(buf)))
+			c.signalDrained()
 			if err != nil {
 				c.kill(err)
 				return
@@ -393,7 +423,7 @@ func (c *conn) kill(err error) {
 	case wasDead:
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.rt.dropped.Add(1)
-		c.rt.logf("signing agent: client %s dropped: it read none of its answers for %v (write timeout); %d queued requests dropped",
+		c.rt.logf("signing agent: client %s dropped: its answers unread for %v (write timeout); %d queued requests dropped",
 			peerText(c.peer), c.rt.writeTimeout, len(dropped))
 	case len(dropped) > 0:
 		c.rt.logf("signing agent: client %s went away (%v): dropped its %d queued requests", peerText(c.peer), errText(err), len(dropped))

@@ -269,6 +269,7 @@ func TestNonReadingClientDropped(t *testing.T) {
 	var log safeLog
 	srv := newServer(t, d, nil)
 	srv.Logf = log.add
+	srv.WriteTimeout = 500 * time.Millisecond
 	start(t, srv, path)
 	w := watchHeap()
 
@@ -303,7 +304,7 @@ func TestNonReadingClientDropped(t *testing.T) {
 	if issued != 80 {
 		t.Errorf("honest clients got %d certificates, want 80", issued)
 	}
-	if !log.has("answers unread, more than") {
+	if !log.has("answers unread") {
 		t.Errorf("no drop logged")
 	}
 	t.Logf("heap in use at most %.1f MiB; non-reading clients dropped %d times", float64(heap)/mib, dropped.Load())

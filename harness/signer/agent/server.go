@@ -67,6 +67,9 @@ type Server struct {
 	ReadTimeout time.Duration
 	// MaxPending bounds the answers written to one connection but not yet
 	// read by its client (bytes); a client past it is dropped (logged).
+	// From MaxPending/16 unread the agent stops reading the client's
+	// requests until it reads; when writing to it has not progressed
+	// for WriteTimeout, it is dropped (logged).
 	// MaxPendingTotal bounds them across all connections: past it, a
 	// client with more than MaxPending/16 unread is dropped as it is
 	// answered again. So the agent's memory stays bounded whatever its
@@ -103,7 +106,12 @@ type runtime struct {
 
 	stopping atomic.Bool  // Serve's ctx is done: readers stop waiting
 	pending  atomic.Int64 // answers not yet written, all connections (bytes)
-	dropped  atomic.Int64 // clients dropped for not reading
+
+	budgetMu     sync.Mutex // the budget status answers reuse (statusBudget)
+	budgetCached *BudgetInfo
+	budgetIssued int64
+	budgetAt     time.Time
+	dropped      atomic.Int64 // clients dropped for not reading
 
 	signing                  atomic.Bool
 	issued, reused, rejected atomic.Int64
@@ -364,7 +372,7 @@ func (rt *runtime) status() *Status {
 		UptimeSeconds: time.Since(rt.started).Seconds(),
 		Ledger:        rt.p.Ledger.Describe(),
 	}
-	if b, err := rt.budgetInfo(); err == nil {
+	if b, err := rt.statusBudget(); err == nil {
 		st.Budget = b
 	} else {
 		st.LedgerError = err.Error()
@@ -373,6 +381,31 @@ func (rt *runtime) status() *Status {
 		st.AuditLog = rt.p.Audit.Path()
 	}
 	return st
+}
+
+// statusBudgetAge is how long a status answer may reuse the budget the
+// ledger last gave (while this agent issued nothing): a client asking for
+// status in a loop costs no ledger read per answer.
+const statusBudgetAge = 250 * time.Millisecond
+
+// statusBudget is budgetInfo for status answers, read from the ledger at
+// most once per statusBudgetAge unless the agent issued meanwhile.
+func (rt *runtime) statusBudget() (*BudgetInfo, error) {
+	issued := rt.issued.Load()
+	rt.budgetMu.Lock()
+	defer rt.budgetMu.Unlock()
+	if rt.budgetCached != nil && rt.budgetIssued == issued && time.Since(rt.budgetAt) < statusBudgetAge {
+		b := *rt.budgetCached
+		return &b, nil
+	}
+	b, err := rt.budgetInfo()
+	if err != nil {
+		rt.budgetCached = nil
+		return nil, err
+	}
+	c := *b
+	rt.budgetCached, rt.budgetIssued, rt.budgetAt = &c, issued, time.Now()
+	return b, nil
 }
 
 // budgetInfo is the DAK's budget as the ledger counts it.
