@@ -150,7 +150,7 @@ func locate(data []byte, from int, msg string, consumed int) (int, bool) {
 	// comment on it.
 	lines := lineStarts(data)
 	prev := 0
-	for k := upper - 1; k >= from; k-- {
+	for k := min(upper-1, len(lines)); k >= from; k-- {
 		text := strings.TrimLeft(string(data[lines[k-1]:lineEnd(data, lines, k)]), " \t\r")
 		if text != "" && text != "\n" && text[0] != '#' {
 			prev = k
@@ -166,14 +166,18 @@ func locate(data []byte, from int, msg string, consumed int) (int, bool) {
 	return upper, true
 }
 
-// lineOf is the 1-based line of byte offset i.
-func lineOf(data []byte, i int) int { return bytes.Count(data[:i], []byte("\n")) + 1 }
+// lineOf is the 1-based line of byte offset i; like YAML, it takes LF,
+// CR LF and a lone CR for line breaks.
+func lineOf(data []byte, i int) int {
+	return len(lineStarts(data[:i+1]))
+}
 
-// lineStarts returns the offset where each line starts (line k at [k-1]).
+// lineStarts returns the offset where each line starts (line k at [k-1]),
+// with the line breaks of lineOf.
 func lineStarts(data []byte) []int {
 	starts := []int{0}
 	for i, c := range data {
-		if c == '\n' && i+1 < len(data) {
+		if (c == '\n' || c == '\r' && (i+1 == len(data) || data[i+1] != '\n')) && i+1 < len(data) {
 			starts = append(starts, i+1)
 		}
 	}
