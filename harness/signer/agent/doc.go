@@ -20,6 +20,17 @@
 //   - Fair queue: issue requests queue per connection; the worker serves
 //     connections round robin, so a client that sends 20 requests cannot
 //     make a client that sends one wait for all 20.
+//   - Bounded whatever clients do (Server's limits): a connection idle for
+//     IdleTimeout (30 s; not while it waits for or reads an answer) is
+//     closed, and the Client dials again when next needed; a request line
+//     unfinished ReadTimeout (10 s) after its first byte is cut off; a
+//     client with 64 KiB of answers unread is not read from until it
+//     reads, and is dropped (logged) when writing to it stalls for
+//     WriteTimeout (10 s) or its unread answers pass MaxPending (1 MiB;
+//     MaxPendingTotal, 32 MiB, across clients); with MaxClients (256)
+//     connected, a new connection closes the one idle the longest, and is
+//     refused busy only when every one is busy. Status answers reuse the
+//     ledger's budget figure for up to 250 ms.
 //   - Exactly once per device key: the ledger answers. A CSR whose key the
 //     ledger holds a chain for (a retry, in this run or after a restart, or
 //     a new CSR for the same key) gets that chain back with reused:true:

@@ -353,7 +353,7 @@ func honest(tb testing.TB, path string, n, each int) int64 {
 // attackers' side is raw sockets and little memory).
 func BenchmarkAgentUnderAttack(b *testing.B) {
 	d, _ := dak(b)
-	const honestN, each = 8, 25
+	const honestN, each = 8, 50
 	for _, attack := range []bool{false, true} {
 		name := "alone"
 		if attack {
@@ -364,6 +364,7 @@ func BenchmarkAgentUnderAttack(b *testing.B) {
 				path := filepath.Join(shortDir(b), "agent.sock")
 				srv := newServer(b, d, nil)
 				srv.MaxClients = 2048 // hold all 1,000 idle connections
+				srv.WriteTimeout = 2 * time.Second // non-reading clients dropped (and back) during the run
 				srv.Logf = func(string, ...any) {}
 				r := start(b, srv, path)
 				stop := make(chan struct{})
