@@ -363,7 +363,7 @@ func BenchmarkAgentUnderAttack(b *testing.B) {
 			for b.Loop() {
 				path := filepath.Join(shortDir(b), "agent.sock")
 				srv := newServer(b, d, nil)
-				srv.MaxClients = 2048 // hold all 1,000 idle connections
+				srv.MaxClients = 2048              // hold all 1,000 idle connections
 				srv.WriteTimeout = 2 * time.Second // non-reading clients dropped (and back) during the run
 				srv.Logf = func(string, ...any) {}
 				r := start(b, srv, path)
