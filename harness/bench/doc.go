@@ -20,6 +20,11 @@
 //   - The parser walks yaml.Node itself rather than decoding into structs,
 //     so it can report every problem with its line, suggest the field that
 //     was probably meant, and resolve anchors, aliases and `<<` merges.
+//   - Size and time: a file over MaxFileSize (4 MiB) is refused before it
+//     is parsed, and a syntax error is located in linear time (yaml.v3's
+//     read position bounds it; at most one more parse), so Load takes about
+//     a second at most and needs no context: a CLI's SIGTERM is honoured
+//     once it returns.
 //   - Marshal/Write produce a file Load reads back to an equal Bench (used
 //     by `hil sim` for simulated devices); Write refuses a bench Load would
 //     reject.
