@@ -159,44 +159,13 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 	unlock := p.keyMu.lock(key)
 	defer unlock()
 
-	rec, err := p.liveByHash(ctx, key)
-	if err != nil {
+	if _, err := p.flushUnaudited(ctx); err != nil {
 		return nil, false, err
-	}
-	flushed, err := p.flushUnaudited(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	if flushed > 0 {
-		// A certificate held back by an audit failure may be this key's, recorded just now.
-		if rec, err = p.liveByHash(ctx, key); err != nil {
-			return nil, false, err
-		}
-	}
-	if rec != nil && rec.State != ledger.Reserved {
-		is, err := issuedFromRecord(rec, csr)
-		if err != nil {
-			return nil, false, ledgerErr(err)
-		}
-		return is, true, nil
 	}
 	res := ledger.Reservation{
 		DeviceKey: key, DeviceID: req.DeviceID, Target: req.Target, Station: p.Station, RunID: p.RunID,
 		DAKSHA256: p.DAKSHA256(), CSRSHA256: audit.SHA256Hex(csr.Raw), MaxSignatures: p.MaxSignatures,
 		Holder: p.holder(),
-	}
-	if rec != nil && rec.Holder != res.Holder {
-		lease := p.ReservationLease
-		if lease <= 0 {
-			lease = DefaultReservationLease
-		}
-		if !holderGone(rec.Holder, rec.ReservedAt, lease, time.Now()) {
-			return nil, false, ledgerErr(fmt.Errorf("%w: the device key is being issued for by %s (ledger record %d, reserved %s): "+
-				"not signing twice; retry once that station or process is done",
-				ledger.ErrLiveRecord, rec.Holder, rec.ID, rec.ReservedAt.Format(time.RFC3339)))
-		}
-		// Its holder died between reservation and record: finish the reservation here.
-		res.TakeOver, res.TakeOverFrom = true, rec.Holder
 	}
 	if req.Replaces != nil {
 		old, err := p.liveFor(ctx, req.Replaces)
@@ -207,7 +176,40 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 			res.Replaces = []int64{old.ID}
 		}
 	}
+	// Reserve first: a new device (the common case) costs one transaction, no lookup. A key with a
+	// live record fails it without writing anything; the record then says why.
 	rec, budget, err := p.Ledger.Reserve(ctx, res)
+	if errors.Is(err, ledger.ErrLiveRecord) {
+		live, lerr := p.liveByHash(ctx, key)
+		if lerr != nil {
+			return nil, false, lerr
+		}
+		switch {
+		case live == nil:
+			// Another key's record holds the device id: err says so.
+		case live.State != ledger.Reserved:
+			// The ledger holds this key's chain (a rerun, or a chain an audit failure held back):
+			// no signature.
+			is, err := issuedFromRecord(live, csr)
+			if err != nil {
+				return nil, false, ledgerErr(err)
+			}
+			return is, true, nil
+		default:
+			lease := p.ReservationLease
+			if lease <= 0 {
+				lease = DefaultReservationLease
+			}
+			if !holderGone(live.Holder, live.ReservedAt, lease, time.Now()) {
+				return nil, false, ledgerErr(fmt.Errorf("%w: the device key is being issued for by %s (ledger record %d, reserved %s): "+
+					"not signing twice; retry once that station or process is done",
+					ledger.ErrLiveRecord, live.Holder, live.ID, live.ReservedAt.Format(time.RFC3339)))
+			}
+			// Its holder died between reservation and record: finish the reservation here.
+			res.TakeOver, res.TakeOverFrom = true, live.Holder
+			rec, budget, err = p.Ledger.Reserve(ctx, res)
+		}
+	}
 	if errors.Is(err, ledger.ErrBudgetExhausted) {
 		b, _ := p.Ledger.Budget(ctx, res.DAKSHA256)
 		return nil, false, &BudgetError{DAK: p.Certs.CA.Subject.String(), Used: b.Used, Max: p.MaxSignatures, Ledger: p.Ledger.Describe()}
