@@ -866,7 +866,7 @@ func TestRefusesIncompletePipeline(t *testing.T) {
 
 func TestBusy(t *testing.T) {
 	d, _ := dak(t)
-	fs := &fakeSigner{Signer: d, started: make(chan struct{}, 1), release: make(chan struct{})}
+	fs := &fakeSigner{Signer: d, started: make(chan struct{}, 3), release: make(chan struct{})}
 	path := filepath.Join(shortDir(t), "agent.sock")
 	srv := newServer(t, fs, nil)
 	srv.MaxQueuePerClient, srv.MaxClients = 1, 2
@@ -882,13 +882,14 @@ func TestBusy(t *testing.T) {
 		t.Fatalf("full queue: %v", err)
 	}
 	release := sync.OnceFunc(func() {
-		fs.release <- struct{}{}
-		fs.release <- struct{}{}
+		for range 3 {
+			fs.release <- struct{}{}
+		}
 	})
 	defer release()
 	// A second connection is allowed; a third takes the place of the
-	// idle one; when every connection is busy (A's requests, B in the
-	// middle of a request line), a new one is refused.
+	// idle one; when every connection is busy (waiting for the DAK), a
+	// new one is refused.
 	b := dial(t, path)
 	if _, err := b.Status(context.Background()); err != nil {
 		t.Fatal(err)
@@ -897,13 +898,17 @@ func TestBusy(t *testing.T) {
 	if _, err := c.Status(context.Background()); err != nil {
 		t.Fatalf("a client in place of an idle one: %v", err)
 	}
-	r := rawDial(t, path)
-	r.send([]byte(`{"op":`))
-	time.Sleep(200 * time.Millisecond) // the agent reads the partial line
+	r := dial(t, path) // in place of b, now idle the longest
+	errs3 := make(chan error, 1)
+	go func() { _, err := r.Issue(context.Background(), "4", makeCSR(t, nil)); errs3 <- err }()
+	waitFor(t, a, "two queued", func(s *Status) bool { return s.Queue == 2 })
 	if _, err := dial(t, path).Status(context.Background()); !errors.Is(err, ErrBusy) {
 		t.Fatalf("too many busy clients: %v", err)
 	}
 	release()
+	if err := <-errs3; err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
