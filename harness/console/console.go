@@ -229,9 +229,13 @@ func (c *Console) Sync(ctx context.Context) error {
 	}
 	defer c.end()
 	c.setLast("")
-	for {
+	for sent := false; ; sent = true {
 		c.discard()
 		if err := c.send(ctx, start, c.newline); err != nil {
+			if sent && ctx.Err() != nil {
+				// The time ran out while nudging again: what never came is the prompt.
+				return c.waitErr(ctx.Err(), start, "", "prompt")
+			}
 			return err
 		}
 		actx, cancel := context.WithTimeout(ctx, c.syncEvery)
