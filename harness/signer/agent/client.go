@@ -364,6 +364,10 @@ func (c *Client) Close() error {
 	}
 	err := c.cc.nc.Close()
 	c.cc = nil
+	if errors.Is(err, net.ErrClosed) {
+		// The connection had already ended (the agent closed it idle, or it broke): closed is closed.
+		return nil
+	}
 	return err
 }
 

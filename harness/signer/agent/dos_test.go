@@ -103,6 +103,12 @@ func TestIdleTimeout(t *testing.T) {
 	if _, err := c.Status(context.Background()); err != nil {
 		t.Fatalf("the Client after its idle connection was closed: %v", err)
 	}
+	// Closing a Client whose connection the agent closed is no error (a station's Close at the
+	// end of a run that sat idle).
+	time.Sleep(3 * srv.IdleTimeout)
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close after the agent closed the idle connection: %v", err)
+	}
 }
 
 // TestWaitingClientNotIdle: a client waiting longer than IdleTimeout for a
