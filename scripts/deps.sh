@@ -20,6 +20,12 @@ command -v dfu-suffix >/dev/null || need+=(dfu-util)
 # started or used), psql and sqlite3 as independent readers of the ledgers.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+# Independent judges of the factory outputs and the station's web page: a Data Matrix reader, a
+# Code 128 reader, a JSON Schema validator, and a headless browser.
+command -v dmtxread >/dev/null || need+=(dmtx-utils)
+command -v zbarimg >/dev/null || need+=(zbar-tools)
+python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
