@@ -204,6 +204,18 @@ type Store interface {
 	// records count, every record past reserved has its chain, no device key or device id has
 	// two live records. It returns the problems found (none: consistent).
 	Check(ctx context.Context) ([]Problem, error)
+	// SetupPIN returns the setup PIN recorded for a device key, making it with gen and recording
+	// it first when there is none: one PIN per device key, kept; safe to repeat.
+	SetupPIN(ctx context.Context, deviceKey string, gen func() (string, error)) (string, error)
+	// BeginTest records a station test run as RUNNING (ErrExists for an id already recorded).
+	BeginTest(ctx context.Context, t TestRun) error
+	// EndTest ends a RUNNING test run with its outcome and record (the same outcome again: no
+	// error; another: ErrNotRunning).
+	EndTest(ctx context.Context, id string, outcome TestOutcome, ended time.Time, record []byte) error
+	// GetTest returns one test run (ErrNotFound).
+	GetTest(ctx context.Context, id string) (*TestRun, error)
+	// ListTests returns the test runs the filter selects, newest first.
+	ListTests(ctx context.Context, f TestFilter) ([]TestRun, error)
 	// Describe names the store for messages (file path, or host/database without password).
 	Describe() string
 	Close() error

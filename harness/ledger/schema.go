@@ -11,9 +11,11 @@ package ledger
 //     so that Check can prove used = unrecorded + the records' signatures.
 //   - records: one Record per row, with the partial unique indexes that keep one live record per
 //     device key and per (non-empty) device id.
+//   - setup_pins (version 2): one setup PIN per device key, made once and kept (labels print it).
+//   - test_runs (version 2): one station test record per DUT test, RUNNING until it ends.
 
 // SchemaVersion is the newest schema this code knows and creates.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // sqliteApplicationID marks a SQLite file as a hilbench ledger (PRAGMA application_id; "HILL").
 const sqliteApplicationID = 0x48494c4c
@@ -114,6 +116,40 @@ var migrations = []migration{
 			`CREATE INDEX records_reserved_at ON records (reserved_at, id)`,
 		},
 	},
+	{
+		version:     2,
+		description: "setup PINs and station test runs",
+		sqlite:      factoryTables("TEXT"),
+		postgres:    factoryTables("TIMESTAMPTZ"),
+	},
+}
+
+// factoryTables is version 2: what the factory outputs and the station keep beside the records.
+// The test record itself is JSON text (not jsonb: PostgreSQL would reorder it, and the JSON file
+// and the ledger must hold the same bytes).
+func factoryTables(ts string) []string {
+	return []string{
+		`CREATE TABLE setup_pins (
+	device_key TEXT PRIMARY KEY CHECK (device_key <> ''),
+	pin        TEXT NOT NULL CHECK (pin <> ''),
+	created_at ` + ts + ` NOT NULL
+)`,
+		`CREATE TABLE test_runs (
+	id         TEXT PRIMARY KEY CHECK (id <> ''),
+	dut_id     TEXT NOT NULL DEFAULT '',
+	station    TEXT NOT NULL DEFAULT '',
+	slot       TEXT NOT NULL DEFAULT '',
+	operator   TEXT NOT NULL DEFAULT '',
+	run_id     TEXT NOT NULL DEFAULT '',
+	outcome    TEXT NOT NULL CHECK (outcome IN ('RUNNING', 'PASS', 'FAIL', 'ERROR', 'ABORTED')),
+	started_at ` + ts + ` NOT NULL,
+	ended_at   ` + ts + `,
+	record     TEXT NOT NULL DEFAULT ''
+)`,
+		`CREATE INDEX test_runs_started ON test_runs (started_at, id)`,
+		`CREATE INDEX test_runs_station_outcome ON test_runs (station, outcome)`,
+		`CREATE INDEX test_runs_dut ON test_runs (dut_id)`,
+	}
 }
 
 // migrationsTableSQL creates the table that records applied migrations.
@@ -132,4 +168,4 @@ var migrationsTableSQL = map[string]string{
 
 // ledgerTables are the tables a ledger holds; a database holding some of them without the
 // migrations table is not a ledger this code may touch.
-var ledgerTables = []string{"ledger_migrations", "daks", "records"}
+var ledgerTables = []string{"ledger_migrations", "daks", "records", "setup_pins", "test_runs"}

@@ -673,8 +673,11 @@ func migrate(ctx context.Context, x execer, driver string, tables []string, stri
 		if version > 0 && (!has("daks") || !has("records")) {
 			return fmt.Errorf("%w: schema version %d but no daks or records table", ErrCorrupt, version)
 		}
-	case has("daks") || has("records"):
-		return fmt.Errorf("%w: a daks or records table but no ledger_migrations: not a ledger hilbench made", ErrCorrupt)
+		if version > 1 && (!has("setup_pins") || !has("test_runs")) {
+			return fmt.Errorf("%w: schema version %d but no setup_pins or test_runs table", ErrCorrupt, version)
+		}
+	case has("daks") || has("records") || has("setup_pins") || has("test_runs"):
+		return fmt.Errorf("%w: ledger tables but no ledger_migrations: not a ledger hilbench made", ErrCorrupt)
 	}
 	if strict {
 		var other []string

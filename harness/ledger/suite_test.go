@@ -623,7 +623,7 @@ func runStoreSuite(t *testing.T, newFix func(t *testing.T) *fixture) {
 		if !strings.Contains(err.Error(), strconv.Itoa(SchemaVersion+1)) {
 			t.Errorf("error does not name the version: %v", err)
 		}
-		if got := f.scalar(t, "SELECT COUNT(*) FROM ledger_migrations"); got != 2 {
+		if got := f.scalar(t, "SELECT COUNT(*) FROM ledger_migrations"); got != SchemaVersion+1 {
 			t.Errorf("%d migration rows", got)
 		}
 	})
@@ -715,5 +715,142 @@ func runStoreSuite(t *testing.T, newFix func(t *testing.T) *fixture) {
 		if exported[0]["device"] != "SN,A \"quoted\"" || exported[1]["device"] != sum("b") || exported[0]["state"] != "replaced" {
 			t.Errorf("export: %v", exported)
 		}
+	})
+
+	t.Run("SetupPIN", func(t *testing.T) {
+		f := newFix(t)
+		s := f.open(t)
+		calls := 0
+		gen := func(pin string) func() (string, error) {
+			return func() (string, error) { calls++; return pin, nil }
+		}
+		pin, err := s.SetupPIN(ctx, "k1", gen("Abc123xyz"))
+		if err != nil || pin != "Abc123xyz" || calls != 1 {
+			t.Fatalf("first SetupPIN = %q, %v (%d calls)", pin, err, calls)
+		}
+		// Asked again, the recorded PIN comes back and no new one is made.
+		pin, err = s.SetupPIN(ctx, "k1", gen("OTHER0000"))
+		if err != nil || pin != "Abc123xyz" || calls != 1 {
+			t.Fatalf("second SetupPIN = %q, %v (%d calls)", pin, err, calls)
+		}
+		failing := func() (string, error) { return "", errors.New("no entropy") }
+		if _, err := s.SetupPIN(ctx, "k2", failing); err == nil || !strings.Contains(err.Error(), "no entropy") {
+			t.Errorf("a failing generator: %v", err)
+		}
+		if got := f.scalar(t, "SELECT COUNT(*) FROM setup_pins"); got != 1 {
+			t.Errorf("%d setup PINs recorded, want 1", got)
+		}
+		// Concurrent callers for one new key all get the one PIN recorded.
+		var wg sync.WaitGroup
+		pins := make([]string, 8)
+		for i := range pins {
+			wg.Go(func() {
+				p, err := s.SetupPIN(ctx, "k3", func() (string, error) { return fmt.Sprintf("PIN%06d", i), nil })
+				if err != nil {
+					t.Error(err)
+				}
+				pins[i] = p
+			})
+		}
+		wg.Wait()
+		for _, p := range pins {
+			if p != pins[0] || p == "" {
+				t.Fatalf("concurrent callers got different PINs: %q", pins)
+			}
+		}
+		if got := f.cli(t, "SELECT pin FROM setup_pins WHERE device_key = 'k3'"); len(got) != 2 || got[1][0] != pins[0] {
+			t.Errorf("the database holds %q for k3, callers got %q", got, pins[0])
+		}
+	})
+
+	t.Run("TestRuns", func(t *testing.T) {
+		f := newFix(t)
+		s := f.open(t)
+		t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+		run := func(id, slot string, at time.Time) TestRun {
+			return TestRun{ID: id, DUTID: "SN-" + id, Station: "st1", Slot: slot, Operator: "op7", RunID: "r1", StartedAt: at}
+		}
+		for i, id := range []string{"a", "b", "c"} {
+			if err := s.BeginTest(ctx, run(id, fmt.Sprint("slot", i%2), t0.Add(time.Duration(i)*time.Minute))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantErr(t, s.BeginTest(ctx, run("a", "slot9", t0)), ErrExists)
+		got, err := s.GetTest(ctx, "a")
+		if err != nil || got.Outcome != TestRunning || got.Slot != "slot0" || !got.StartedAt.Equal(t0) || !got.EndedAt.IsZero() || got.Operator != "op7" {
+			t.Fatalf("GetTest(a) = %+v, %v", got, err)
+		}
+		_, err = s.GetTest(ctx, "zz")
+		wantErr(t, err, ErrNotFound)
+
+		rec := []byte(`{"outcome":"PASS","phases":[]}`)
+		end := t0.Add(90 * time.Second)
+		if err := s.EndTest(ctx, "a", TestPass, end, rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EndTest(ctx, "a", TestPass, end, rec); err != nil {
+			t.Errorf("ending again with the same outcome: %v", err)
+		}
+		wantErr(t, s.EndTest(ctx, "a", TestAborted, end, nil), ErrNotRunning)
+		wantErr(t, s.EndTest(ctx, "zz", TestPass, end, nil), ErrNotFound)
+		if err := s.EndTest(ctx, "b", TestRunning, end, nil); err == nil {
+			t.Error("RUNNING accepted as a final outcome")
+		}
+		got, err = s.GetTest(ctx, "a")
+		if err != nil || got.Outcome != TestPass || !got.EndedAt.Equal(end) || string(got.Record) != string(rec) {
+			t.Fatalf("after EndTest: %+v, %v", got, err)
+		}
+
+		ids := func(f TestFilter) string {
+			runs, err := s.ListTests(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, r := range runs {
+				out = append(out, r.ID)
+			}
+			return strings.Join(out, ",")
+		}
+		for _, c := range []struct {
+			f    TestFilter
+			want string
+		}{
+			{TestFilter{}, "c,b,a"},
+			{TestFilter{Limit: 2}, "c,b"},
+			{TestFilter{Outcome: TestRunning}, "c,b"},
+			{TestFilter{Slot: "slot0"}, "c,a"},
+			{TestFilter{DUTID: "SN-b"}, "b"},
+			{TestFilter{Station: "st2"}, ""},
+		} {
+			if got := ids(c.f); got != c.want {
+				t.Errorf("ListTests(%+v) = %q, want %q", c.f, got, c.want)
+			}
+		}
+		if got := f.cli(t, "SELECT outcome FROM test_runs WHERE id = 'a'"); len(got) != 2 || got[1][0] != "PASS" {
+			t.Errorf("the database holds %q", got)
+		}
+	})
+
+	t.Run("MigratesVersion1", func(t *testing.T) {
+		f := newFix(t)
+		s := f.open(t)
+		rec := provision(t, s, res("a", "SNA", "dak", 0))
+		s.Close()
+		// Back to a version 1 ledger, as an earlier release left it.
+		f.raw(t, "DROP TABLE setup_pins")
+		f.raw(t, "DROP TABLE test_runs")
+		f.raw(t, "DELETE FROM ledger_migrations WHERE version = 2")
+		s2 := f.open(t)
+		if got, err := s2.Get(ctx, rec.ID); err != nil || !reflect.DeepEqual(got, rec) {
+			t.Fatalf("after migrating: %+v, %v; want %+v", got, err, rec)
+		}
+		if got := f.scalar(t, "SELECT MAX(version) FROM ledger_migrations"); got != 2 {
+			t.Errorf("schema version %d after migrating", got)
+		}
+		if _, err := s2.SetupPIN(ctx, "a", func() (string, error) { return "xyz789ABC", nil }); err != nil {
+			t.Error(err)
+		}
+		noProblems(t, s2)
 	})
 }
