@@ -4,7 +4,7 @@
 //
 // Protocol (one request per line, one answer per line):
 //
-//	on | off | state | cycle <milliseconds off>
+//	on | off | state | cycle <milliseconds off> | fault ... (faults.go)
 //	-> "ok on" | "ok off" | "err <message>"
 package simpower
 
@@ -104,6 +104,8 @@ func (s *Server) handle(line string) string {
 	case "off":
 		err = s.sw.PowerOff()
 	case "state":
+	case "fault": // faults.go
+		err = s.fault(f[1:])
 	case "cycle":
 		off := time.Second
 		if len(f) > 1 {

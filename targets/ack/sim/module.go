@@ -459,13 +459,21 @@ func (m *Module) pumpIn() {
 			m.mu.Lock()
 			m.stats.BytesIn += int64(len(chunk))
 			r := m.run
+			keep, cut := m.cutAnyLocked(len(chunk)) // faults.go
 			m.mu.Unlock()
-			if r == nil {
-				continue // off or booting: input is lost
+			if cut != nil {
+				// The bytes before the cut point arrive; the rest is lost with the power.
+				chunk, p = chunk[:keep], nil
 			}
-			select {
-			case r.in <- append([]byte(nil), chunk...):
-			case <-r.quit:
+			if r != nil { // off or booting: input is lost
+				select {
+				case r.in <- append([]byte(nil), chunk...):
+				case <-r.quit:
+				}
+			}
+			if cut != nil {
+				m.logf("power cut (armed, any byte)")
+				m.powerCut(cut.RestoreAfter)
 			}
 		}
 		if err != nil {

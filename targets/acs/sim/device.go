@@ -67,6 +67,7 @@ type Device struct {
 	noise    float64
 	rng      *rand.Rand
 	lastErr  error
+	armed    *armedCut // a one-shot power cut (cut.go)
 
 	closeOnce sync.Once
 }
@@ -729,6 +730,7 @@ func (d *Device) pumpIn() {
 	buf := make([]byte, 4096)
 	for {
 		n, err := d.am.Read(buf)
+		var fire *armedCut // an armed power cut reached in this read (cut.go)
 		for p := buf[:n]; len(p) > 0; {
 			k := min(len(p), d.chunk)
 			chunk := p[:k]
@@ -747,7 +749,12 @@ func (d *Device) pumpIn() {
 				}
 				chunk = garbled
 			}
+			keep, cut := d.cutPoint(len(chunk), s != nil, bl != nil)
 			d.mu.Unlock()
+			if cut != nil {
+				// The bytes before the cut point arrive; the rest is lost with the power.
+				chunk, p, fire = chunk[:keep], nil, cut
+			}
 			if bl != nil {
 				select {
 				case bl.in <- bytes.Clone(chunk):
@@ -760,6 +767,9 @@ func (d *Device) pumpIn() {
 			}
 			_ = s.bm.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			_, _ = s.bm.Write(chunk)
+		}
+		if fire != nil {
+			d.powerCutNow(fire.RestoreAfter)
 		}
 		if err != nil {
 			return // am closed by Close
