@@ -35,6 +35,8 @@ Usage:
                                            write a firmware image (raw, Intel HEX, .dfu) and check it booted
   hil power on|off|cycle|state --bench FILE TARGET
                                            switch a target's power (relay command, USB hub port, simulator)
+  hil sign --bench FILE [--csr FILE [--out FILE] | --csr-dir DIR --out DIR]
+                                           sign device CSRs with the DAK (CSR on stdin, chain on stdout)
 
 Run "hil COMMAND -h" (or --help) for a command's usage and flags.
 
@@ -45,7 +47,7 @@ Exit status:
 `
 
 // commands are hil's commands, in the order of the usage text.
-var commands = []string{"sim", "provision", "verify", "dak", "yubikey", "signer", "ledger", "flash", "power", "help"}
+var commands = []string{"sim", "provision", "verify", "dak", "yubikey", "signer", "ledger", "flash", "power", "sign", "help"}
 
 // errUsage marks errors that are the user's command line, answered with exit status 2.
 var errUsage = errors.New("usage")
@@ -114,6 +116,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdPower(ctx, args[1:], stdout, stderr)
 	case "flash":
 		return cmdFlash(ctx, args[1:], stdout, stderr)
+	case "sign":
+		return cmdSign(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

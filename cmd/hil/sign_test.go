@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"hilbench/fixtures"
+	"hilbench/harness/bench"
+	"hilbench/harness/pki"
+	"hilbench/harness/signer/softdak"
+	"hilbench/harness/station"
+)
+
+// signBench is a signing station's bench: a development SoftDAK, the example profile, a ledger
+// in its output directory.
+type signBench struct {
+	dir, file string
+	b         *bench.Bench
+	dak       *softdak.InitResult
+	profile   string
+}
+
+func newSignBench(t *testing.T) *signBench {
+	t.Helper()
+	dir := t.TempDir()
+	dak, err := softdak.InitDevelopment(filepath.Join(dir, "dak"), softdak.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := filepath.Join(dir, "device.conf")
+	if err := os.WriteFile(profile, fixtures.DeviceConf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := &bench.Bench{
+		Signer: bench.SignerConfig{Type: "softdak", Key: dak.Key, Certificate: dak.Certificate,
+			Roots: []string{dak.RootCertificate}},
+		Profile: bench.ProfileConfig{DeviceConf: profile},
+		Output:  filepath.Join(dir, "out"),
+		// A bench names at least one target; hil sign touches none.
+		Targets: []bench.Target{{Name: "dut1", Family: "acs", Console: bench.Console{Port: "/dev/null"}}},
+	}
+	sb := &signBench{dir: dir, file: filepath.Join(dir, "bench.yaml"), dak: dak, profile: profile}
+	if err := b.Write(sb.file); err != nil {
+		t.Fatal(err)
+	}
+	if sb.b, err = bench.Load(sb.file); err != nil {
+		t.Fatal(err)
+	}
+	return sb
+}
+
+// opensslCSR makes a device key and CSR as the FFS provisioning guide does (openssl req with
+// device.conf); conf overrides the profile (a CSR for another device type).
+func opensslCSR(t *testing.T, dir, name, conf string) string {
+	t.Helper()
+	csr := filepath.Join(dir, name+".csr")
+	cmd := exec.Command("openssl", "req", "-new", "-nodes", "-config", conf, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+		"-keyout", filepath.Join(dir, name+".key"), "-out", csr)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("openssl req: %v\n%s", err, out)
+	}
+	return csr
+}
+
+// opensslVerify is the independent judge: the chain file verifies to the root with openssl.
+func opensslVerify(t *testing.T, root, chainFile string) {
+	t.Helper()
+	out, err := exec.Command("openssl", "verify", "-CAfile", root, "-untrusted", chainFile, chainFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": OK") {
+		t.Errorf("openssl verify %s: %v\n%s", chainFile, err, out)
+	}
+}
+
+// checkChainShape: device certificate (the CSR's key), then the DAK certificate, as the FFS
+// provisioning guide's `cat device-certificate.pem dak-certificate.pem` makes it.
+func checkChainShape(t *testing.T, sb *signBench, chainPEM []byte, csrFile string) []*x509.Certificate {
+	t.Helper()
+	chain, err := pki.ParseChainPEM(chainPEM)
+	if err != nil {
+		t.Fatalf("chain: %v\n%s", err, chainPEM)
+	}
+	csrPEM, err := os.ReadFile(csrFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(pemBlock(csrPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chain) != 2 || !pki.SamePublicKey(chain[0].PublicKey, csr.PublicKey) || !bytes.Equal(chain[1].Raw, sb.dak.DAK.Raw) {
+		t.Errorf("chain of %d certificates, want the device certificate for the CSR's key then the DAK certificate", len(chain))
+	}
+	return chain
+}
+
+// shell runs a shell command line with hil standing for the test binary.
+func shell(t *testing.T, dir, line string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	hil := filepath.Join(dir, "hil")
+	if _, err := os.Stat(hil); err != nil {
+		script := fmt.Sprintf("#!/bin/sh\nHIL_RUN_MAIN=1 exec %q \"$@\"\n", os.Args[0])
+		if err := os.WriteFile(hil, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("sh", append([]string{"-c", line, "sh"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// The FFS provisioning guide's pipe, with hil in place of the Java application; a second run
+// for the same CSR gets the same chain from the ledger, not a second signature.
+func TestSignPipeAsTheGuideWritesIt(t *testing.T) {
+	t.Parallel()
+	sb := newSignBench(t)
+	csr := opensslCSR(t, sb.dir, "device", sb.profile)
+	_, errOut, code := shell(t, sb.dir, `cat device.csr | hil sign --bench "$1" > device-cert-chain.pem`, sb.file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	chainFile := filepath.Join(sb.dir, "device-cert-chain.pem")
+	first, err := os.ReadFile(chainFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := checkChainShape(t, sb, first, csr)
+	opensslVerify(t, sb.dak.RootCertificate, chainFile)
+
+	// The ledger holds it as issued: handed out, no device has reported storing it.
+	ctx := context.Background()
+	known := ledgerLookup(ctx, t, sb, chain[0])
+	if known == nil || known.State != "issued" || known.Issued == nil || !bytes.Equal(known.Issued.ChainPEM, first) {
+		t.Fatalf("ledger: %+v, want the chain recorded as issued", known)
+	}
+
+	// Again, with --csr and --out: the same chain, no new signature.
+	again := filepath.Join(sb.dir, "again.pem")
+	_, errOut, code = shell(t, sb.dir, `hil sign --bench "$1" --csr device.csr --out "$2"`, sb.file, again)
+	second, _ := os.ReadFile(again)
+	if code != 0 || !bytes.Equal(first, second) || !strings.Contains(errOut, "no new signature") {
+		t.Errorf("second sign: exit %d, same chain %v, stderr %q", code, bytes.Equal(first, second), errOut)
+	}
+	if n := auditLines(t, sb); n != 1 {
+		t.Errorf("the audit log holds %d signatures after signing one CSR twice, want 1", n)
+	}
+}
+
+func ledgerLookup(ctx context.Context, t *testing.T, sb *signBench, leaf *x509.Certificate) *deviceKnown {
+	t.Helper()
+	st, err := station.Open(ctx, sb.b, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	k, err := st.Issuer.Lookup(ctx, leaf.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k == nil {
+		return nil
+	}
+	return &deviceKnown{State: k.State, Issued: k.Issued}
+}
+
+type deviceKnown struct {
+	State  string
+	Issued *pki.Issued
+}
+
+// auditLines counts the signatures in the DAK's audit log.
+func auditLines(t *testing.T, sb *signBench) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(station.StateDir(sb.b), "audit.jsonl"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(data, []byte("\n"))
+}
+
+// Refusals: nothing on stdout, the reason on stderr, exit status 1, nothing signed.
+func TestSignRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	sb := newSignBench(t)
+	csr := opensslCSR(t, sb.dir, "device", sb.profile)
+	good, err := os.ReadFile(csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherConf := filepath.Join(sb.dir, "other.conf")
+	if err := os.WriteFile(otherConf, bytes.Replace(fixtures.DeviceConf, []byte("A2EXAMPLE0TYPE"), []byte("A9OTHER0TYPE"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := os.ReadFile(opensslCSR(t, sb.dir, "other", otherConf))
+	blocked := filepath.Join(sb.dir, "blocked")
+	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		stdin []byte
+		args  []string
+		want  string
+	}{
+		{"empty", nil, nil, "standard input is empty"},
+		{"blank", []byte("\n\n"), nil, "standard input is empty"},
+		{"truncated", good[:len(good)/2], nil, "truncated"},
+		{"binary", bytes.Repeat([]byte{0x30, 0x82, 0xff, 0x00}, 64), nil, "not PEM"},
+		{"too large", bytes.Repeat([]byte("A"), maxCSRBytes+10), nil, "not a CSR"},
+		{"another device type", other, nil, "A9OTHER0TYPE"},
+		{"output not writable", good, []string{"--csr", csr, "--out", filepath.Join(blocked, "chain.pem")}, "cannot be written"},
+		{"missing CSR file", nil, []string{"--csr", filepath.Join(sb.dir, "nope.csr")}, "nope.csr"},
+	} {
+		args := append([]string{"sign", "--bench", sb.file}, c.args...)
+		cmd := hilProc(context.Background(), args...)
+		cmd.Stdin = bytes.NewReader(c.stdin)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("%s: %v, want exit status 1 (stderr %q)", c.name, err, errOut.String())
+		}
+		if out.Len() != 0 {
+			t.Errorf("%s: stdout %q, want nothing", c.name, out.String())
+		}
+		if !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("%s: stderr %q, want it to say %q", c.name, errOut.String(), c.want)
+		}
+	}
+	if n := auditLines(t, sb); n != 0 {
+		t.Errorf("%d signatures after refusals only, want 0", n)
+	}
+	if entries, _ := os.ReadDir(sb.dir); len(entries) > 0 {
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".hil-sign-") {
+				t.Errorf("temporary file %s left behind", e.Name())
+			}
+		}
+	}
+}
+
+// Usage errors exit 2 naming what is wrong.
+func TestSignUsage(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sign"}, "--bench FILE is required"},
+		{[]string{"sign", "--bench", "b.yaml", "--csr", "a", "--csr-dir", "d"}, "at most one"},
+		{[]string{"sign", "--bench", "b.yaml", "--csr-dir", "d"}, "needs --out DIR"},
+		{[]string{"sign", "--bench", "b.yaml", "--out", "x.pem"}, "goes with --csr"},
+		{[]string{"sign", "--bench", "b.yaml", "--csr-dir", "d", "--out", "o", "--jobs", "0"}, "--jobs"},
+		{[]string{"sign", "--pin", "1234"}, "unknown flag -pin"},
+	} {
+		_, _, err := runArgs(c.args...)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("hil %s: %v, want a usage error saying %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
+
+// A batch: every good CSR is signed (openssl verify accepts each chain), a truncated one and
+// one of another device type are named and written nowhere, exit status 1; a rerun gives the
+// same chains from the ledger.
+func TestSignDirBatch(t *testing.T) {
+	t.Parallel()
+	sb := newSignBench(t)
+	csrDir := filepath.Join(sb.dir, "csr")
+	if err := os.Mkdir(csrDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	for i := range n {
+		opensslCSR(t, csrDir, fmt.Sprintf("device-%02d", i), sb.profile)
+	}
+	good, _ := os.ReadFile(filepath.Join(csrDir, "device-00.csr"))
+	if err := os.WriteFile(filepath.Join(csrDir, "broken.csr"), good[:len(good)-40], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(csrDir, "notes.txt"), []byte("not a CSR, not signed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outDir := filepath.Join(sb.dir, "chains")
+	ctx := context.Background()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"sign", "--bench", sb.file, "--csr-dir", csrDir, "--out", outDir, "--jobs", "3"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "1 of 13 CSRs refused") {
+		t.Fatalf("err = %v, want 1 of 13 refused\nstderr: %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "broken.csr") || !strings.Contains(stderr.String(), "truncated") {
+		t.Errorf("stderr does not name broken.csr as truncated:\n%s", stderr.String())
+	}
+	entries, err := os.ReadDir(outDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != n {
+		t.Errorf("%d files in the output, want %d chains", len(entries), n)
+	}
+	first := map[string][]byte{}
+	for i := range n {
+		name := fmt.Sprintf("device-%02d", i)
+		f := filepath.Join(outDir, name+".pem")
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkChainShape(t, sb, data, filepath.Join(csrDir, name+".csr"))
+		opensslVerify(t, sb.dak.RootCertificate, f)
+		first[name] = data
+	}
+	if n := auditLines(t, sb); n != 12 {
+		t.Errorf("%d signatures, want 12", n)
+	}
+
+	// Rerun without the broken CSR: the same chains, from the ledger.
+	if err := os.Remove(filepath.Join(csrDir, "broken.csr")); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if err := run(ctx, []string{"sign", "--bench", sb.file, "--csr-dir", csrDir, "--out", outDir}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "signed 12 of 12") || !strings.Contains(stdout.String(), "12 chains from the ledger") {
+		t.Errorf("rerun: %s", stdout.String())
+	}
+	for name, want := range first {
+		if got, _ := os.ReadFile(filepath.Join(outDir, name+".pem")); !bytes.Equal(got, want) {
+			t.Errorf("%s: another chain on the rerun", name)
+		}
+	}
+	if n := auditLines(t, sb); n != 12 {
+		t.Errorf("%d signatures after the rerun, want still 12", n)
+	}
+}
+
+// A batch whose output cannot be written signs nothing.
+func TestSignDirUnwritableOutput(t *testing.T) {
+	t.Parallel()
+	sb := newSignBench(t)
+	csrDir := filepath.Join(sb.dir, "csr")
+	if err := os.Mkdir(csrDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opensslCSR(t, csrDir, "device", sb.profile)
+	blocked := filepath.Join(sb.dir, "blocked")
+	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"sign", "--bench", sb.file, "--csr-dir", csrDir, "--out", filepath.Join(blocked, "out")}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "nothing was signed") {
+		t.Errorf("err = %v, want the output refused before signing", err)
+	}
+	if n := auditLines(t, sb); n != 0 {
+		t.Errorf("%d signatures, want 0", n)
+	}
+}
+
+// A PIN file the YubiKey guard refuses stops hil sign before the card is touched, and the PIN
+// never appears in what it prints.
+func TestSignPINFileRefused(t *testing.T) {
+	t.Parallel()
+	sb := newSignBench(t)
+	csr := opensslCSR(t, sb.dir, "device", sb.profile)
+	pinFile := filepath.Join(sb.dir, "yubikey.pin")
+	if err := os.WriteFile(pinFile, []byte("271828 \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := *sb.b
+	b.Signer = bench.SignerConfig{Type: "yubikey", Serial: 10000001, PINFile: pinFile,
+		Roots: []string{sb.dak.RootCertificate}, StateDir: filepath.Join(sb.dir, "state")}
+	file := filepath.Join(sb.dir, "yubikey.yaml")
+	if err := b.Write(file); err != nil {
+		t.Fatal(err)
+	}
+	cmd := hilProc(context.Background(), "sign", "--bench", file, "--csr", csr)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || out.Len() != 0 {
+		t.Fatalf("%v, stdout %q, want exit status 1 and nothing on stdout", err, out.String())
+	}
+	if !strings.Contains(errOut.String(), "white space after the PIN") || strings.Contains(errOut.String(), "271828") {
+		t.Errorf("stderr %q, want the PIN file refused without quoting the PIN", errOut.String())
+	}
+}
