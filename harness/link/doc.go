@@ -9,8 +9,9 @@
 //     field by name (*ConfigError).
 //   - Port: an io.ReadWriteCloser over one serial port. Reads poll the driver
 //     with a short read timeout (go.bug.st/serial returns (0, nil) when it
-//     expires) so that a context, Close or a vanished device are noticed
-//     within one tick; Port.Read itself never returns (0, nil).
+//     expires) so that a context or a vanished device are noticed within one
+//     tick; Close wakes a pending Read at once. Port.Read itself never
+//     returns (0, nil).
 //   - Reopen: a USB-serial adapter on the device re-enumerates across a
 //     device reboot, so its node vanishes and comes back, maybe under another
 //     name. With Config.Reopen > 0, Read and Write wait that long for the port

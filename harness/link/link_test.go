@@ -432,3 +432,67 @@ func BenchmarkPtyRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// A Read pending while Reopen closes the port under it carries on with the reopened port: the
+// driver's close wakes it, and it must not take that for a vanished device.
+func TestReadPendingAcrossReopen(t *testing.T) {
+	m, path, _ := newPty(t)
+	p := openPort(t, Config{Port: path})
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 3)
+		_, err := io.ReadFull(p, buf)
+		if err == nil && string(buf) != "abc" {
+			err = errors.New("read " + string(buf) + ", want abc")
+		}
+		got <- err
+	}()
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+		err := p.Reopen(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("Reopen: %v", err)
+		}
+	}
+	if _, err := m.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Read across Reopen: %v", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("Read did not return the bytes written after Reopen")
+	}
+}
+
+// BenchmarkCloseWithPendingRead is closing a port while a Read waits on it, as a console's
+// reader always does: the driver's close wakes the Read, no read tick is waited out.
+func BenchmarkCloseWithPendingRead(b *testing.B) {
+	m, s, err := pty.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	defer s.Close()
+	for b.Loop() {
+		p, err := Open(context.Background(), Config{Port: s.Name()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		started := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			close(started)
+			_, _ = p.Read(make([]byte, 16))
+			close(done)
+		}()
+		<-started
+		if err := p.Close(); err != nil {
+			b.Fatal(err)
+		}
+		<-done
+	}
+}

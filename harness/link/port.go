@@ -22,8 +22,8 @@ var (
 	ErrDisconnected = errors.New("serial port disconnected")
 )
 
-// Timing of the polling loops. readTick bounds how late a Read notices ctx,
-// Close or a vanished device; retryEvery is how often a missing port is
+// Timing of the polling loops. readTick bounds how late a Read notices ctx or
+// a vanished device (Close wakes it at once: see Close); retryEvery is how often a missing port is
 // looked for again; closeGrace is how long Close waits for a Write stuck on
 // flow control before closing the descriptor under it.
 const (
@@ -38,9 +38,11 @@ type Port struct {
 	cfg  Config
 	mode *serial.Mode
 
-	// io is held shared while a driver call uses sp and exclusively to close
-	// or replace it, so no call ever reaches a closed (and possibly reused)
-	// file descriptor.
+	// io is held shared while a Write uses sp and exclusively to close or
+	// replace it, so no write ever reaches a closed (and possibly reused) file
+	// descriptor. Reads do not hold it: go.bug.st/serial's Close wakes a
+	// pending Read through its own signal pipe and waits for it to leave, so
+	// closing need not wait out a read tick.
 	io sync.RWMutex
 
 	mu   sync.Mutex // guards sp, path and lock
@@ -104,17 +106,17 @@ func (p *Port) ReadContext(ctx context.Context, b []byte) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("link: reading %s: %w", p.Path(), err)
 		}
-		p.io.RLock()
 		sp := p.current()
 		if sp == nil { // an earlier reopen failed; try again
-			p.io.RUnlock()
 			if err := p.reconnect(ctx, nil, ErrDisconnected); err != nil {
 				return 0, err
 			}
 			continue
 		}
+		// A concurrent Close or reopen closes sp under this Read: the driver
+		// returns an error at once, and the loop finds the port closed or
+		// replaced.
 		n, err := sp.Read(b)
-		p.io.RUnlock()
 		if n > 0 {
 			return n, nil // a trailing error shows up again on the next Read
 		}
@@ -123,6 +125,9 @@ func (p *Port) ReadContext(ctx context.Context, b []byte) (int, error) {
 		}
 		if p.isClosed() {
 			return 0, p.closedErr("read")
+		}
+		if p.current() != sp {
+			continue // Reopen closed sp under us on purpose
 		}
 		if err := p.reconnect(ctx, sp, err); err != nil {
 			return 0, err
@@ -164,7 +169,7 @@ func (p *Port) Write(b []byte) (int, error) {
 }
 
 // Close closes the port, releases its lock and unblocks pending Reads
-// (within one read tick) and Writes. It never hangs: it waits at most
+// (at once: the driver's close wakes them) and Writes. It never hangs: it waits at most
 // closeGrace for a Write stuck on flow control and closeGrace for the
 // driver's close (a UART's close may wait for unsent output to drain; that
 // one finishes in the background). Closing twice is harmless.
@@ -269,13 +274,18 @@ func (p *Port) Reopen(ctx context.Context) error {
 // failure share one reopen.
 func (p *Port) reconnect(ctx context.Context, failed serial.Port, cause error) error {
 	path := p.Path()
-	if p.cfg.Reopen <= 0 {
-		return fmt.Errorf("link: %s: %w: %w", path, ErrDisconnected, cause)
-	}
+	// Waiting for the turn also waits out a Reopen running now, which
+	// closed failed (or left no port installed) on purpose.
 	if err := p.acquireReconnect(ctx); err != nil {
 		return err
 	}
 	defer func() { <-p.relock }()
+	if cur := p.current(); cur != nil && cur != failed {
+		return nil // reopened meanwhile
+	}
+	if p.cfg.Reopen <= 0 {
+		return fmt.Errorf("link: %s: %w: %w", path, ErrDisconnected, cause)
+	}
 	if !p.dropCurrent(failed, false) {
 		return nil // someone else reopened it meanwhile
 	}
