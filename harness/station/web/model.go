@@ -59,6 +59,9 @@ type Snapshot struct {
 	Slots    []SlotState  `json:"slots"`
 	Counters Counters     `json:"counters"`
 	Recent   []RecordLink `json:"recent"` // newest first
+	// Now is the station's clock when the snapshot was published (Publish sets it when zero):
+	// the page ticks elapsed times from it, so a browser whose clock is off still shows them right.
+	Now time.Time `json:"now"`
 }
 
 // Control is what the page may ask of the station. Errors are user errors (unknown slot, bad
@@ -70,8 +73,3 @@ type Control interface {
 	Record(id string) ([]byte, error)     // the test record JSON; fs.ErrNotExist → 404
 	Transcript(id string) ([]byte, error) // the DUT's transcript text; fs.ErrNotExist → 404
 }
-
-// Server serves the page and API: New(ctl Control, opts Options) *Server; (*Server).Publish(Snapshot)
-// is called by the station on every change (cheap, non-blocking; slow clients drop intermediate
-// snapshots, never block the station); (*Server).Handler() http.Handler; Serve(ctx, addr) refuses
-// a non-loopback addr without Options.Token.
