@@ -31,6 +31,11 @@ type Options struct {
 	Baud      int           // modelled line rate; 0 = unlimited
 	BootDelay time.Duration // simulated boot time
 	Profile   string        // device.conf to use; default: the embedded example profile
+	// Feed > 0: each slot presents Feed fresh boards one after another (feed.go); 0: one board
+	// per slot that stays.
+	Feed        int
+	InsertDelay time.Duration // feed: from a board's removal to the next one's insertion
+	RemoveGrace time.Duration // feed: power off this long takes the board out
 }
 
 // Bench is a running simulated bench.
@@ -39,7 +44,9 @@ type Bench struct {
 	BenchFile string
 	Bench     *bench.Bench
 	Devices   []*sim.Device
-	power     []*simpower.Server
+	// Slots are the feeding slots (Options.Feed > 0), in target order; nil without feed.
+	Slots []*Slot
+	power []*simpower.Server
 }
 
 // Start starts the devices and writes Dir/bench.yaml.
@@ -68,13 +75,19 @@ func Start(dir string, opts Options) (*Bench, error) {
 			return nil, err
 		}
 	}
-	devs, err := sim.StartMany(filepath.Join(dir, "devices"), opts.Devices, sim.Config{
-		Profile:   profile,
-		Baud:      opts.Baud,
-		BootDelay: opts.BootDelay,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("starting simulated devices: %w", err)
+	var devs []*sim.Device
+	for i := 1; i <= opts.Devices; i++ {
+		name := fmt.Sprintf("dut%d", i)
+		ddir := filepath.Join(dir, "devices", name)
+		d, err := sim.Start(sim.Config{Name: name, Dir: ddir, Profile: profile, Baud: opts.Baud,
+			BootDelay: opts.BootDelay, Serial: stableSerial(ddir)})
+		if err != nil {
+			for _, d := range devs {
+				d.Close()
+			}
+			return nil, fmt.Errorf("starting simulated devices: %w", err)
+		}
+		devs = append(devs, d)
 	}
 	b := &bench.Bench{
 		Signer: bench.SignerConfig{
@@ -92,7 +105,17 @@ func Start(dir string, opts Options) (*Bench, error) {
 		if baud == 0 {
 			baud = 115200
 		}
-		ps, err := d.ServePower()
+		var ps *simpower.Server
+		if opts.Feed > 0 {
+			var sl *Slot
+			sl, err = newSlot(d.Name(), d, opts.Feed, opts.InsertDelay, opts.RemoveGrace)
+			if err == nil {
+				sb.Slots = append(sb.Slots, sl)
+				ps, err = sl.servePower()
+			}
+		} else {
+			ps, err = d.ServePower()
+		}
 		if err != nil {
 			sb.Close()
 			return nil, err
@@ -136,6 +159,9 @@ const SimFlashSize = 8 << 20
 // Close stops every device; their storage stays in Dir.
 func (b *Bench) Close() error {
 	var errs []error
+	for _, s := range b.Slots {
+		s.stop()
+	}
 	for _, p := range b.power {
 		errs = append(errs, p.Close())
 	}

@@ -73,6 +73,10 @@ type Config struct {
 	// flashed since keeps its slots. The banner and fw_version show the
 	// version of the slot that booted. Printable ASCII without spaces.
 	Firmware string
+	// Serial is the board's serial number, printed by the `serial_number` command (kept in
+	// <Dir>/etc/serial). Empty: the board has none programmed and the command fails.
+	// Printable ASCII without spaces.
+	Serial string
 	// BootloaderStrap is the initial state of the boot strap (a jumper):
 	// while set, power-on and reset enter the boot ROM's command line
 	// instead of booting the firmware. See Device.SetBootStrap.
@@ -122,6 +126,11 @@ func (c Config) withDefaults() (Config, error) {
 	for _, r := range c.Firmware {
 		if r <= ' ' || r > '~' {
 			return c, fmt.Errorf("config: Firmware %q: printable ASCII without spaces only", c.Firmware)
+		}
+	}
+	for _, r := range c.Serial {
+		if r <= ' ' || r > '~' {
+			return c, fmt.Errorf("config: Serial %q: printable ASCII without spaces only", c.Serial)
 		}
 	}
 	if c.Busybox == "" {

@@ -36,6 +36,8 @@
 //	factory_reset                  wipe /data (data/) and restart
 //	reboot_bootloader              restart the board into the boot ROM's command line
 //	fw_version                     print the running firmware version (one line)
+//	serial_number                  print the board's serial number (Config.Serial; Replace
+//	                               puts a fresh board with a new one in the slot)
 //
 // set_cert refuses (exit 1, "ace: dha: set_cert: ..." on stderr) a file that
 // is not only CERTIFICATE PEM blocks, holds fewer than 2 certificates, has a
