@@ -135,6 +135,46 @@ func BenchmarkIssue8StationsPostgres(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "issued/s")
 }
 
+// BenchmarkIssueDurable8Clients: 8 clients issuing at once through one pipeline with a SQLite
+// ledger (synchronous=FULL) and the fsynced audit log, as the signing agent serves a line of
+// stations: the figure group commit is for.
+func BenchmarkIssueDurable8Clients(b *testing.B) {
+	f := newBenchFixture(b, func(dir string) ledger.Store {
+		lg, err := ledger.OpenSQLite(filepath.Join(dir, "ledger.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return lg
+	})
+	const clients = 8
+	csrs := benchCSRs(b, f, b.N)
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	done := make(chan error, clients)
+	for range clients {
+		go func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					done <- nil
+					return
+				}
+				if _, err := f.p.Issue(context.Background(), device.IssueRequest{Target: "slot", CSRPEM: csrs[i]}); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+	}
+	for range clients {
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "issued/s")
+}
+
 func benchPipeline(b *testing.B, f *fixture, lifecycle bool) {
 	csrs := benchCSRs(b, f, b.N)
 	ctx := context.Background()

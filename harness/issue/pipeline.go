@@ -57,7 +57,7 @@ type Pipeline struct {
 	// process the one owner of the DAK's state (station.OpenPipeline); nil: none.
 	Owner io.Closer
 
-	signMu sync.Mutex // one signature at a time: a YubiKey has one session
+	signMu sync.Mutex // one signature at a time for keys outside the process: a YubiKey has one session
 
 	pendMu    sync.Mutex
 	unaudited []*pending // signed, held back: the audit log could not record them
@@ -226,9 +226,15 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 			budget.Used, budget.Max, budget.Max-budget.Used)
 	}
 
-	p.signMu.Lock()
+	// A hardware key has one session: one signature at a time. An in-process key signs on
+	// every core.
+	if !pki.SignsInProcess(p.Certs.Signer) {
+		p.signMu.Lock()
+	}
 	is, err := p.Certs.IssueChecked(csr)
-	p.signMu.Unlock()
+	if !pki.SignsInProcess(p.Certs.Signer) {
+		p.signMu.Unlock()
+	}
 	if err != nil {
 		return nil, false, err
 	}

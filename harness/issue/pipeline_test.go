@@ -57,6 +57,10 @@ func (c *countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts
 	return c.Signer.Sign(r, digest, opts)
 }
 
+// InProcess passes on the wrapped signer's answer: the pipeline treats a counted SoftDAK as
+// the station treats SoftDAK (no check after signing, concurrent signatures).
+func (c *countingSigner) InProcess() bool { return pki.SignsInProcess(c.Signer) }
+
 type fixture struct {
 	p       *Pipeline
 	signer  *countingSigner

@@ -272,6 +272,9 @@ type sqliteBackend struct {
 	// writeMu queues this process's writers, so they wait on a mutex rather than polling
 	// SQLite's busy handler against each other; other processes still go through the lock.
 	writeMu sync.Mutex
+	// queue holds the writes waiting for the next group commit (groupCommit).
+	queueMu sync.Mutex
+	queue   []*sqliteWrite
 	stmts   *stmtCache // nil: statements are prepared each time (the probe at open)
 }
 
@@ -301,11 +304,15 @@ func (b *sqliteBackend) timeArg(t time.Time) any {
 
 func (b *sqliteBackend) tx(ctx context.Context, write bool, fn func(execer) error) error {
 	if write {
-		b.writeMu.Lock()
-		defer b.writeMu.Unlock()
+		return b.groupCommit(ctx, fn)
 	}
-	// The DSN's _txlock=immediate makes a read-write BeginTx "BEGIN IMMEDIATE"; a read-only one
-	// is a deferred BEGIN, a snapshot that never takes the write lock.
+	// A read-only BeginTx is a deferred BEGIN, a snapshot that never takes the write lock.
+	return b.runTx(ctx, false, func(x execer) error { return fn(x) })
+}
+
+// runTx runs fn in one transaction and commits it. The DSN's _txlock=immediate makes a
+// read-write BeginTx "BEGIN IMMEDIATE".
+func (b *sqliteBackend) runTx(ctx context.Context, write bool, fn func(execer) error) error {
 	tx, err := b.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: !write})
 	if err != nil {
 		return err
@@ -319,6 +326,85 @@ func (b *sqliteBackend) tx(ctx context.Context, write bool, fn func(execer) erro
 		return err
 	}
 	return tx.Commit()
+}
+
+// A write waiting for the group commit.
+type sqliteWrite struct {
+	fn   func(execer) error
+	err  error
+	done chan struct{}
+}
+
+// groupCommit runs fn in a write transaction shared with the writes queued while the previous
+// one committed: with synchronous=FULL each commit costs an fsync, so concurrent writers (the
+// signing agent's clients, a station's slots) share one instead of queueing for one each. Every
+// write runs in its own savepoint: one that fails is undone alone and gets its own error; the
+// others commit together, in queue order, as if one after the other.
+func (b *sqliteBackend) groupCommit(ctx context.Context, fn func(execer) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w := &sqliteWrite{fn: fn, done: make(chan struct{})}
+	b.queueMu.Lock()
+	b.queue = append(b.queue, w)
+	b.queueMu.Unlock()
+
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	select {
+	case <-w.done: // a leader before us committed it
+		return w.err
+	default:
+	}
+	b.queueMu.Lock()
+	batch := b.queue
+	b.queue = nil
+	b.queueMu.Unlock()
+	// The statements ignore their writers' cancellation: SQLite answers an interrupted write
+	// inside a transaction by rolling the whole transaction back, other writers' work with it.
+	bctx := context.WithoutCancel(ctx)
+	err := b.runTx(bctx, true, func(x execer) error {
+		x = uncancelled{x, bctx}
+		for _, w := range batch {
+			if _, err := x.exec(bctx, `SAVEPOINT write`); err != nil {
+				return err
+			}
+			if w.err = w.fn(x); w.err != nil {
+				if _, err := x.exec(bctx, `ROLLBACK TO SAVEPOINT write`); err != nil {
+					return err
+				}
+			}
+			if _, err := x.exec(bctx, `RELEASE SAVEPOINT write`); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, w := range batch {
+		if err != nil && w.err == nil {
+			w.err = err
+		}
+		close(w.done)
+	}
+	return w.err
+}
+
+// uncancelled runs statements with one context whatever context their caller passes.
+type uncancelled struct {
+	x   execer
+	ctx context.Context
+}
+
+func (u uncancelled) exec(_ context.Context, q string, args ...any) (int64, error) {
+	return u.x.exec(u.ctx, q, args...)
+}
+
+func (u uncancelled) query(_ context.Context, q string, args ...any) (rows, error) {
+	return u.x.query(u.ctx, q, args...)
+}
+
+func (u uncancelled) queryRow(_ context.Context, q string, args ...any) row {
+	return u.x.queryRow(u.ctx, q, args...)
 }
 
 func (b *sqliteBackend) classify(err error) error {

@@ -2,15 +2,18 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -314,4 +317,64 @@ func TestSQLiteLockedIsUnavailable(t *testing.T) {
 	}
 	conn.Close()
 	mustReserve(t, s, res("a", "", "dak", 0))
+}
+
+// TestSQLiteGroupCommit: writers queued behind one commit share it; a write that fails in the
+// shared transaction is undone alone and gets its own error, the others commit.
+func TestSQLiteGroupCommit(t *testing.T) {
+	t.Parallel()
+	f := sqliteFixture(t)
+	s := f.open(t)
+	const keys, callers = 24, 3 // each key reserved by 3 callers at once: one wins, two get ErrLiveRecord
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := map[string]int{}
+	refused := 0
+	start := make(chan struct{})
+	for k := range keys {
+		for c := range callers {
+			wg.Go(func() {
+				<-start
+				key := fmt.Sprint("key", k)
+				r := res(key, fmt.Sprint("SN", k), "dak", 0)
+				r.Holder = fmt.Sprint("holder", c) // a live reservation of another holder is refused
+				_, _, err := s.Reserve(ctx, r)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won[key]++
+				case errors.Is(err, ErrLiveRecord):
+					refused++
+				default:
+					t.Error(err)
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	for k := range keys {
+		if n := won[fmt.Sprint("key", k)]; n != 1 {
+			t.Errorf("key%d reserved %d times", k, n)
+		}
+	}
+	if refused != keys*(callers-1) {
+		t.Errorf("%d refused, want %d", refused, keys*(callers-1))
+	}
+	rows := f.cli(t, "SELECT COUNT(*), (SELECT used FROM daks) FROM records")
+	if len(rows) != 2 || rows[1][0] != fmt.Sprint(keys) || rows[1][1] != fmt.Sprint(keys) {
+		t.Errorf("sqlite3 counts records and signatures %q, want %d and %d", rows, keys, keys)
+	}
+	noProblems(t, s)
+
+	// A writer whose context is done before it is queued writes nothing.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.Reserve(cctx, res("late", "", "dak", 0)); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled reservation: %v", err)
+	}
+	if got := f.scalar(t, "SELECT COUNT(*) FROM records WHERE device_key = '"+sum("late")+"'"); got != 0 {
+		t.Errorf("a cancelled reservation wrote %d records", got)
+	}
 }

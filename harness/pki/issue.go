@@ -34,6 +34,21 @@ type Issuer struct {
 	Rand          io.Reader           // default crypto/rand.Reader (serial numbers; ECDSA nonces)
 }
 
+// InProcessSigner is implemented by DAK signers whose private key is in this process's memory
+// (SoftDAK, whose Sign is Go's own ECDSA). The check after signing is for keys outside the
+// process (a YubiKey answering from the wrong slot, a faulty token); an in-process signature is
+// not checked again, and such signers may sign concurrently.
+type InProcessSigner interface {
+	crypto.Signer
+	InProcess() bool
+}
+
+// SignsInProcess reports whether s is an in-process signer.
+func SignsInProcess(s crypto.Signer) bool {
+	ip, ok := s.(InProcessSigner)
+	return ok && ip.InProcess()
+}
+
 // Issued is the result of one issuance.
 type Issued struct {
 	CSR         *x509.CertificateRequest
@@ -138,7 +153,7 @@ func (is *Issuer) issue(csr *x509.CertificateRequest, caKey *ecdsa.PublicKey, no
 	}
 	// Never hand out a certificate that does not verify (a hardware signer
 	// with the wrong slot, a faulty signer).
-	if !ecdsa.VerifyASN1(caKey, digest[:], sig) {
+	if !SignsInProcess(is.Signer) && !ecdsa.VerifyASN1(caKey, digest[:], sig) {
 		return nil, fmt.Errorf("issuing for %q: %w", csr.Subject, ErrIssuedSignature)
 	}
 	cert, err := x509.ParseCertificate(assembleCertificate(tbs, sig))

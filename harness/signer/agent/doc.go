@@ -17,9 +17,12 @@
 //     product profile (Pipeline.Check, the CSR's only check) before it is
 //     queued, so a bad request or a bad CSR never waits for the key and
 //     never spends budget.
-//   - Fair queue: issue requests queue per connection; the worker serves
+//   - Fair queue: issue requests queue per connection; the workers serve
 //     connections round robin, so a client that sends 20 requests cannot
-//     make a client that sends one wait for all 20.
+//     make a client that sends one wait for all 20. A YubiKey has one
+//     worker (one signature at a time); an in-process DAK has several, so
+//     concurrent requests sign on every core and share the ledger's and
+//     the audit log's fsyncs (group commit).
 //   - Bounded whatever clients do (Server's limits): a connection idle for
 //     IdleTimeout (30 s; not while it waits for or reads an answer) is
 //     closed, and the Client dials again when next needed; a request line

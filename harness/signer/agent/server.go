@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"hilbench/harness/device"
 	"hilbench/harness/issue"
+	"hilbench/harness/pki"
 	"hilbench/harness/signer"
 	"hilbench/harness/signer/audit"
 )
@@ -35,8 +37,8 @@ type Server struct {
 	// ledger with the DAK's budget, signature, audit log, ledger record.
 	// Required, with its Certs (profile, DAK signer and certificate) and
 	// Ledger. Connection goroutines check CSRs with Pipeline.Check; the
-	// single worker issues with Pipeline.IssueChecked, so only it calls
-	// the DAK's Sign. Serve neither opens nor closes the pipeline.
+	// workers issue with Pipeline.IssueChecked. Serve neither opens nor
+	// closes the pipeline.
 	Pipeline *issue.Pipeline
 	// Description names the DAK in logs and status; default: the signer's
 	// Description (a signer.Signer), else the DAK certificate's subject.
@@ -76,6 +78,12 @@ type Server struct {
 	// clients send or fail to read.
 	MaxPending      int
 	MaxPendingTotal int
+	// Workers is how many issue requests are in progress at once. Default:
+	// 1 for a DAK outside the process (a YubiKey signs one at a time, and a
+	// request popped early only hides the queue's depth); for an in-process
+	// DAK 2 per CPU, at least 8, so that concurrent requests sign on every
+	// core and share the ledger's and the audit log's fsyncs (group commit).
+	Workers int
 
 	// Now is the time the DAK's chain must be valid at when Serve starts;
 	// default time.Now.
@@ -113,7 +121,8 @@ type runtime struct {
 	budgetAt     time.Time
 	dropped      atomic.Int64 // clients dropped for not reading
 
-	signing                  atomic.Bool
+	workers                  int
+	signing                  atomic.Int64 // requests in progress
 	issued, reused, rejected atomic.Int64
 
 	mu      sync.Mutex
@@ -197,9 +206,18 @@ func (s *Server) newRuntime(ctx context.Context) (*runtime, error) {
 		maxPending:   orDefault(s.MaxPending, DefaultMaxPending),
 		maxTotal:     orDefault(s.MaxPendingTotal, DefaultMaxPendingTotal),
 		maxClients:   orDefault(s.MaxClients, DefaultMaxClients),
+		workers:      orDefault(s.Workers, defaultWorkers(p)),
 		q:            newScheduler(orDefault(s.MaxQueue, DefaultMaxQueue), orDefault(s.MaxQueuePerClient, DefaultMaxQueuePerClient)),
 		conns:        map[*conn]struct{}{},
 	}, nil
+}
+
+// defaultWorkers is Server.Workers' default for the pipeline's DAK.
+func defaultWorkers(p *issue.Pipeline) int {
+	if !pki.SignsInProcess(p.Certs.Signer) {
+		return 1
+	}
+	return max(8, 2*goruntime.GOMAXPROCS(0))
 }
 
 func orDefault[T int | time.Duration](v, def T) T {
@@ -230,9 +248,13 @@ func (rt *runtime) serve(ctx context.Context, l *listening) error {
 		rt.description, l.path, os.Getpid(), rt.p.Ledger.Describe(), budgetText, auditText)
 
 	workerDone := make(chan struct{})
+	var workers sync.WaitGroup
+	for range rt.workers {
+		workers.Go(func() { rt.work(ctx) })
+	}
 	go func() {
-		defer close(workerDone)
-		rt.work(ctx)
+		workers.Wait()
+		close(workerDone)
 	}()
 	acceptDone := make(chan struct{})
 	go func() {
@@ -253,7 +275,7 @@ func (rt *runtime) serve(ctx context.Context, l *listening) error {
 	for _, j := range queued {
 		j.c.sendJob(errResponse(j.id, CodeShuttingDown, "the signing agent is shutting down; nothing was signed for this request: retry when an agent runs again"))
 	}
-	<-workerDone // the signature in progress, if any, is answered
+	<-workerDone // the signatures in progress, if any, are answered
 	rt.stopping.Store(true)
 	rt.mu.Lock()
 	for c := range rt.conns {
@@ -286,7 +308,7 @@ func (rt *runtime) accept(ln *net.UnixListener) {
 	}
 }
 
-// work is the single goroutine that uses the DAK.
+// work is one worker: it issues queued requests one after the other.
 func (rt *runtime) work(ctx context.Context) {
 	for {
 		if ctx.Err() != nil {
@@ -311,8 +333,8 @@ func (rt *runtime) process(j *job) {
 	if j.c.isDead() {
 		return
 	}
-	rt.signing.Store(true)
-	defer rt.signing.Store(false)
+	rt.signing.Add(1)
+	defer rt.signing.Add(-1)
 
 	start := time.Now()
 	is, reused, err := rt.p.IssueChecked(rt.ctx, j.checked)
@@ -362,7 +384,7 @@ func (rt *runtime) status() *Status {
 		DAKSubject:    rt.dakSubject,
 		DAKSHA256:     rt.dakSHA256,
 		Queue:         rt.q.len(),
-		Signing:       rt.signing.Load(),
+		Signing:       rt.signing.Load() > 0,
 		Issued:        rt.issued.Load(),
 		Reused:        rt.reused.Load(),
 		Rejected:      rt.rejected.Load(),

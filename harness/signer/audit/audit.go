@@ -91,8 +91,11 @@ type entry struct {
 type Log struct {
 	path string
 
-	mu       sync.Mutex
-	f        *os.File // nil once closed
+	mu sync.Mutex
+	f  *os.File // nil once closed
+	// queue holds the records waiting for the next group commit (Append).
+	queueMu  sync.Mutex
+	queue    []*appendReq
 	index    map[[32]byte]entry
 	count    int
 	perDAK   map[string]int // records per DAK certificate SHA-256
@@ -240,8 +243,43 @@ func (l *Log) Append(rec Record) error {
 	if len(line) > maxRecord {
 		return fmt.Errorf("appending to audit log: record is %d bytes: %w", len(line), ErrInvalidRecord)
 	}
+	a := &appendReq{key: key, dak: rec.DAKSHA256, line: line, done: make(chan struct{})}
+	l.queueMu.Lock()
+	l.queue = append(l.queue, a)
+	l.queueMu.Unlock()
+
+	// Group commit: whoever holds mu next writes every queued line and fsyncs once, so
+	// concurrent appenders share an fsync instead of queueing for one each.
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	select {
+	case <-a.done: // written by an appender before us
+		return a.err
+	default:
+	}
+	l.queueMu.Lock()
+	batch := l.queue
+	l.queue = nil
+	l.queueMu.Unlock()
+	err = l.appendBatch(batch)
+	for _, b := range batch {
+		b.err = err
+		close(b.done)
+	}
+	return err
+}
+
+// appendReq is a record waiting for the next group commit.
+type appendReq struct {
+	key  [32]byte
+	dak  string
+	line []byte
+	err  error
+	done chan struct{}
+}
+
+// appendBatch writes the lines in one write, fsyncs once, then indexes them. mu is held.
+func (l *Log) appendBatch(batch []*appendReq) error {
 	if l.f == nil {
 		return fmt.Errorf("appending to audit log %s: %w", l.path, os.ErrClosed)
 	}
@@ -265,15 +303,22 @@ func (l *Log) Append(rec Record) error {
 				off++
 			}
 		}
-		if _, err := l.f.Write(line); err != nil {
+		var buf []byte
+		for _, a := range batch {
+			buf = append(buf, a.line...)
+		}
+		if _, err := l.f.Write(buf); err != nil {
 			return fmt.Errorf("appending to audit log %s: %w", l.path, err)
 		}
 		if err := l.f.Sync(); err != nil {
 			return fmt.Errorf("appending to audit log %s: fsync: %w", l.path, err)
 		}
-		l.index[key] = entry{off: off, n: len(line)}
-		l.count++
-		l.perDAK[rec.DAKSHA256]++
+		for _, a := range batch {
+			l.index[a.key] = entry{off: off, n: len(a.line)}
+			off += int64(len(a.line))
+			l.count++
+			l.perDAK[a.dak]++
+		}
 		return nil
 	})
 }

@@ -81,6 +81,10 @@ func (d *SoftDAK) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([
 	return d.key.Sign(rand, digest, opts)
 }
 
+// InProcess reports that the key is in this process's memory: its signatures need no check
+// after signing, and it signs concurrently (pki.InProcessSigner).
+func (d *SoftDAK) InProcess() bool { return true }
+
 // Chain returns a copy of the DAK certificate followed by intermediates.
 func (d *SoftDAK) Chain() []*x509.Certificate {
 	return append([]*x509.Certificate(nil), d.chain...)
