@@ -308,3 +308,32 @@ func BenchmarkBusyboxRun(b *testing.B) {
 		}
 	}
 }
+
+// TestBusyboxSyncLine: with a shell comment as SyncLine, Sync ends on the prompt after its
+// probe's echo without any quiet period (Settle is an hour here, so waiting for quiet would
+// hang the test), also when the probe is typed while a command still runs (the kernel echoes it
+// at once, the shell reads it again later) and across a shell that replaces itself (a reboot).
+func TestBusyboxSyncLine(t *testing.T) {
+	t.Parallel()
+	c := startBusybox(t, Options{SyncLine: "#", Settle: time.Hour, SyncEvery: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := c.Shell(ctx, "sleep 1; echo late"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shell(sleep) = %v, want a timeout", err)
+	}
+	mustSync(t, c)
+	if got, err := c.Run(ctxT(t), "echo run"); err != nil || got != "run\n" {
+		t.Errorf("Run after Sync past a running command = %q, %v", got, err)
+	}
+	if err := c.Send(ctxT(t), "echo going down; sleep 0.3; exec "+busybox+" sh -i\n"); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, c)
+	if got, err := c.Run(ctxT(t), "echo booted"); err != nil || got != "booted\n" {
+		t.Errorf("Run after a new shell = %q, %v", got, err)
+	}
+	mustSync(t, c) // at an idle prompt
+	if res := shellOK(t, c, "echo fresh"); res.Output != "fresh\n" {
+		t.Errorf("Shell after Sync: %+v", res)
+	}
+}

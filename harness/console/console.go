@@ -50,6 +50,14 @@ type Options struct {
 	// the shell abandoned a line; default 100ms.
 	Settle    time.Duration
 	SyncEvery time.Duration // Sync sends another newline this often; default 1s
+	// SyncLine, when set, is a line the device echoes and answers with a
+	// prompt without doing anything: a shell comment ("#"). Sync then types
+	// it with a number of its own appended instead of an empty line, and a
+	// prompt, its echo and a prompt right after end Sync at once: the echo
+	// is unique, so the prompt after it is the newest, and no quiet period
+	// is needed. Without it (or when the framing is damaged) Sync waits
+	// for Settle of quiet after a prompt.
+	SyncLine string
 	// CursorReply answers the device's cursor position queries (ESC[6n) as
 	// a terminal does. Turn it on for busybox shells (see replyCursor); a
 	// device that does not expect the answer would read it as input.
@@ -79,6 +87,7 @@ type Console struct {
 	newline   string
 	settle    time.Duration
 	syncEvery time.Duration
+	syncLine  string
 
 	cursorReply bool   // answer ESC[6n
 	queryTail   []byte // reader goroutine only: last bytes of the previous read
@@ -115,6 +124,7 @@ func New(rw io.ReadWriter, opts Options) *Console {
 		newline:   opts.Newline,
 		settle:    opts.Settle,
 		syncEvery: opts.SyncEvery,
+		syncLine:  opts.SyncLine,
 
 		cursorReply: opts.CursorReply,
 		op:          make(chan struct{}, 1),
@@ -222,6 +232,8 @@ func (c *Console) Expect(ctx context.Context, re *regexp.Regexp) (string, error)
 // Sync gets the console to a fresh prompt: it discards pending input (boot
 // log, noise), sends a newline and waits for the prompt followed by
 // Options.Settle of quiet, retrying every Options.SyncEvery until ctx ends.
+// With Options.SyncLine it sends that line instead and takes the prompt
+// after the line's echo without waiting for quiet.
 func (c *Console) Sync(ctx context.Context) error {
 	start := time.Now()
 	if err := c.begin(ctx, start, ""); err != nil {
@@ -230,8 +242,15 @@ func (c *Console) Sync(ctx context.Context) error {
 	defer c.end()
 	c.setLast("")
 	for sent := false; ; sent = true {
-		c.discard()
-		if err := c.send(ctx, start, c.newline); err != nil {
+		probe, kept := "", 0
+		if c.syncLine != "" {
+			probe = c.syncLine + "sync" + strconv.FormatUint(c.seq.Add(1), 10)
+			// The prompt the probe will be typed at stays: probeAnswered looks for it.
+			kept = c.discardKeepLine()
+		} else {
+			c.discard()
+		}
+		if err := c.send(ctx, start, probe+c.newline); err != nil {
 			if sent && ctx.Err() != nil {
 				// The time ran out while nudging again: what never came is the prompt.
 				return c.waitErr(ctx.Err(), start, "", "prompt")
@@ -240,7 +259,11 @@ func (c *Console) Sync(ctx context.Context) error {
 		}
 		actx, cancel := context.WithTimeout(ctx, c.syncEvery)
 		err := c.waitFor(actx, func(p []byte, quiet bool) (bool, bool) {
-			if _, ok := c.findPrompt(p, 0, quiet); !ok || !quiet {
+			if probe != "" && c.probeAnswered(p, probe) {
+				c.pending = c.pending[:0]
+				return true, false
+			}
+			if _, ok := c.findPrompt(p[min(kept, len(p)):], 0, quiet); !ok || !quiet {
 				// Even a prompt at the end waits for quiet: newlines sent
 				// while the device booted come back as more prompts.
 				return false, len(p) > 0
@@ -388,6 +411,31 @@ func (c *Console) Shell(ctx context.Context, cmd string) (Result, error) {
 func shellLine(seq uint64, cmd string) string {
 	q := strings.ReplaceAll(cmd, `'`, `'\''`)
 	return fmt.Sprintf(`echo '@@'"B%d"'@@'; eval '%s'; echo '@@'"E%d:$?"'@@'`, seq, q, seq)
+}
+
+// probeAnswered reports whether p ends with a prompt that the device printed
+// for Sync's probe line: a prompt, the echo of probe on the same line, and
+// then only a prompt. The prompt before the echo tells the line editor's echo
+// from the kernel's echo of a line typed while a command ran (the shell then
+// reads that line again and answers it later).
+func (c *Console) probeAnswered(p []byte, probe string) bool {
+	nl := bytes.LastIndexByte(p, '\n')
+	if nl < 0 || !c.promptEnd.Match(p[nl+1:]) {
+		return false
+	}
+	for off := 0; off <= nl; {
+		s, e, ok := findEcho(p[off:], probe)
+		if !ok {
+			return false
+		}
+		s, e = s+off, e+off
+		if e == nl+1 {
+			ls := bytes.LastIndexByte(p[:s], '\n') + 1
+			return c.promptEnd.Match(p[ls:s])
+		}
+		off = s + 1
+	}
+	return false
 }
 
 // findEnd finds "<endMark><digits>@@" and returns where it starts, the
@@ -603,6 +651,18 @@ func (c *Console) discard() {
 	c.mu.Lock()
 	c.pending = c.pending[:0]
 	c.mu.Unlock()
+}
+
+// discardKeepLine discards pending text except its unfinished last line (up
+// to 256 bytes: a prompt waiting for input) and returns how much it kept.
+func (c *Console) discardKeepLine() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending
+	from := max(bytes.LastIndexByte(p, '\n')+1, len(p)-256)
+	n := copy(p, p[from:])
+	c.pending = p[:n]
+	return n
 }
 
 // waitFor calls check with the pending text, under c.mu, now and whenever

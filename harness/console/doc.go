@@ -36,7 +36,12 @@
 //     wait for the prompt and then for a quiet line (Options.Settle), so
 //     several queued prompts do not leak into the next command. It retries
 //     every Options.SyncEvery until ctx ends, so a long deadline rides out a
-//     reboot.
+//     reboot. With Options.SyncLine (a shell comment, "#") Sync types that
+//     line with a number of its own instead: a prompt, the probe's echo and
+//     a prompt right after it frame the newest prompt unambiguously, so no
+//     quiet period is waited for. The prompt before the echo tells the line
+//     editor's echo from the kernel's echo of a line typed while a command
+//     still ran.
 //   - Errors: deadlines give *TimeoutError (target, command, what was
 //     awaited, elapsed, tail of output; errors.Is context.DeadlineExceeded);
 //     sentinels ErrClosed, ErrLineTooLong, ErrBadLine, ErrNoStatus,

@@ -147,7 +147,8 @@ func Open(ctx context.Context, t *bench.Target, outDir string, redact *console.R
 		}
 	}
 	// ACS consoles run busybox ash, whose line editor waits for an answer to its cursor query.
-	con := console.New(port, console.Options{Name: t.Name, Prompt: cfg.Prompt, Transcript: s.transcript, Redactor: redact, CursorReply: true})
+	// SyncLine: a POSIX shell's comment frames Sync's prompt without a quiet period.
+	con := console.New(port, console.Options{Name: t.Name, Prompt: cfg.Prompt, Transcript: s.transcript, Redactor: redact, CursorReply: true, SyncLine: "#"})
 	s.Device = New(con, cfg)
 	return s, nil
 }
