@@ -16,17 +16,21 @@ import (
 // cmdSimYubiKey plugs a virtual YubiKey into pcscd through vpcd until stopped. SIGUSR1 pulls it
 // out, SIGUSR2 plugs it back in: the fault tests' unplug/replug control.
 func cmdSimYubiKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sim yubikey", "[--state FILE] [--vpcd ADDR] [--serial N]\n\nPlug a virtual YubiKey into pcscd (vpcd) until stopped; SIGUSR1 unplugs it, SIGUSR2 plugs it back.", stdout)
+	fs := newFlags("sim yubikey", "[--state FILE] [--vpcd ADDR] [--serial N] [--sign-time D]\n\nPlug a virtual YubiKey into pcscd (vpcd) until stopped; SIGUSR1 unplugs it, SIGUSR2 plugs it back.", stdout)
 	state := fs.String("state", "hil-sim/yubikey.json", "file holding the card's keys, certificates and counters (created when absent)")
 	addr := fs.String("vpcd", yksim.DefaultAddr, "vpcd reader slot to plug into (host:port; 35963 = \"Virtual PCD 00 00\", 35964 = \"... 00 01\")")
 	serial := fs.Uint("serial", uint(yksim.DefaultSerial), "serial number of a new card")
+	signTime := fs.Duration("sign-time", 0, fmt.Sprintf("each signature takes at least this long, as on a real token (a YubiKey 5's P-256 signature: %v); 0: as fast as this machine signs", yksim.YubiKey5P256SignTime))
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(*state), 0o700); err != nil {
 		return err
 	}
-	card, err := yksim.Open(*state, yksim.Options{Serial: uint32(*serial)})
+	if *signTime < 0 {
+		return fmt.Errorf("%w: --sign-time %v is negative", errUsage, *signTime)
+	}
+	card, err := yksim.Open(*state, yksim.Options{Serial: uint32(*serial), SignTime: *signTime})
 	if err != nil {
 		return err
 	}

@@ -515,3 +515,26 @@ func TestSharedAttestationCA(t *testing.T) {
 		t.Errorf("LoadCA accepted junk")
 	}
 }
+
+// TestSignTime: with SignTime each signature takes at least that long (a lower bound the sleep
+// guarantees whatever the machine's load), and other commands do not.
+func TestSignTime(t *testing.T) {
+	t.Parallel()
+	const signTime = 40 * time.Millisecond
+	c, err := New(Options{Serial: 4243, Logf: t.Logf, SignTime: signTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	selectPIV(t, c)
+	authMgmt(t, c, defaultMgmtKey)
+	expectSW(t, c, "0047009A08AC06800111AA0101", swOK) // P-256 in 9A, PIN never
+	digest := sha256.Sum256([]byte("x"))
+	sign := strings.ReplaceAll("00871 19A267C24820081 20"+hex.EncodeToString(digest[:]), " ", "")
+	for range 3 {
+		start := time.Now()
+		expectSW(t, c, sign, swOK)
+		if d := time.Since(start); d < signTime {
+			t.Errorf("a signature took %v, SignTime is %v", d, signTime)
+		}
+	}
+}

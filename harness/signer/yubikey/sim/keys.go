@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"encoding/binary"
 	"fmt"
+	"time"
 )
 
 // Asymmetric keys: GENERATE ASYMMETRIC KEY PAIR (SP 800-73-4 Part 2, 3.3.2),
@@ -229,11 +230,14 @@ func (c *Card) generalAuthenticate(cmd command) ([]byte, uint16) {
 		// ECDSA over the digest as given; a digest shorter than the
 		// curve order is the same integer left-padded (SP 800-73-4 Part 2,
 		// A.4; FIPS 186-4 6.4).
+		start := time.Now()
 		sig, err := ecdsa.SignASN1(c.rand, k.priv, challenge)
 		if err != nil {
 			c.logf("virtual YubiKey %d: signing: %v", c.st.Serial, err)
 			return nil, swMemoryFailure
 		}
+		// A real token's signing time; the card answers nothing meanwhile (mu is held).
+		time.Sleep(c.signTime - time.Since(start))
 		return tlv(0x7C, tlv(0x82, sig)), swOK
 	}
 	priv, err := k.priv.ECDH()
