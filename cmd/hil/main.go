@@ -37,6 +37,8 @@ Usage:
                                            switch a target's power (relay command, USB hub port, simulator)
   hil sign --bench FILE [--csr FILE [--out FILE] | --csr-dir DIR --out DIR]
                                            sign device CSRs with the DAK (CSR on stdin, chain on stdout)
+  hil station --bench FILE --plan PLAN [--listen ADDR] [--operator ID] [--max-duts N]
+                                           the end-of-line station: every slot runs the test plan, DUT after DUT
 
 Run "hil COMMAND -h" (or --help) for a command's usage and flags.
 
@@ -47,7 +49,7 @@ Exit status:
 `
 
 // commands are hil's commands, in the order of the usage text.
-var commands = []string{"sim", "provision", "verify", "dak", "yubikey", "signer", "ledger", "flash", "power", "sign", "help"}
+var commands = []string{"sim", "provision", "verify", "dak", "yubikey", "signer", "ledger", "flash", "power", "sign", "station", "help"}
 
 // errUsage marks errors that are the user's command line, answered with exit status 2.
 var errUsage = errors.New("usage")
@@ -118,6 +120,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdFlash(ctx, args[1:], stdout, stderr)
 	case "sign":
 		return cmdSign(ctx, args[1:], stdout, stderr)
+	case "station":
+		return cmdStation(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

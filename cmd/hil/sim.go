@@ -15,9 +15,10 @@ import (
 
 const simUsage = `hil sim: simulated devices, firmware images and YubiKeys
 
-  hil sim [--n N] [--modules M] [--external E] [flags]
+  hil sim [--n N] [--modules M] [--external E] [--feed M] [flags]
                                   start simulated ACS devices (and ACK modules) on pseudo-terminals
-                                  and write their bench files; Ctrl-C stops them
+                                  and write their bench files; Ctrl-C stops them (--feed: each ACS slot
+                                  presents M fresh devices one after another, for hil station)
   hil sim image --version V --out FILE [--size N]
                                   a firmware image the simulated devices' boot ROM accepts
   hil sim yubikey [--state FILE] [--vpcd ADDR] [--serial N]
@@ -33,16 +34,23 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	profile := fs.String("profile", "", "product profile (device.conf) the simulated firmware uses (default: the example profile)")
 	modules := fs.Int("modules", 0, "also simulate this many ACK modules (native mode), on a bench file of their own in DIR/ack")
 	external := fs.Int("external", 0, "and this many ACK modules provisioned by the stand-in vendor tool (external mode)")
+	feed := fs.Int("feed", 0, "each ACS slot presents this many fresh devices one after another (new storage and serial each) for hil station; a device leaves when its slot's power stays off (the plan's release: power_off)")
+	insertDelay := fs.Duration("insert-delay", simbench.DefaultInsertDelay, "with --feed: from a device's removal to the next one's insertion")
+	removeGrace := fs.Duration("remove-grace", simbench.DefaultRemoveGrace, "with --feed: power off this long takes the device out (longer than a power cycle's off time)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *modules < 0 || *external < 0 || *modules+*external > 64 {
 		return fmt.Errorf("%w: --modules and --external: 0 to 64 modules in all", errUsage)
 	}
+	if *feed < 0 || *feed > 100000 || *insertDelay <= 0 || *removeGrace <= 0 {
+		return fmt.Errorf("%w: --feed: 0 to 100000 devices per slot; --insert-delay and --remove-grace must be positive", errUsage)
+	}
 	if *n < 1 || *n > 256 {
 		return fmt.Errorf("%w: -n must be between 1 and 256", errUsage)
 	}
-	sb, err := simbench.Start(*dir, simbench.Options{Devices: *n, Baud: *baud, BootDelay: *boot, Profile: *profile})
+	sb, err := simbench.Start(*dir, simbench.Options{Devices: *n, Baud: *baud, BootDelay: *boot, Profile: *profile,
+		Feed: *feed, InsertDelay: *insertDelay, RemoveGrace: *removeGrace})
 	if err != nil {
 		return err
 	}
@@ -65,6 +73,19 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "bench file: %s\n", sb.BenchFile)
 	fmt.Fprintf(stdout, "simulating %d device(s) and %d module(s); stop with Ctrl-C\n", *n, *modules+*external)
+	if *feed > 0 {
+		fmt.Fprintf(stdout, "feeding %d device(s) per slot; a device leaves when its slot's power stays off for %s\n", *feed, *removeGrace)
+		go func() {
+			for _, s := range sb.Slots {
+				select {
+				case <-s.Done():
+				case <-ctx.Done():
+					return
+				}
+			}
+			fmt.Fprintf(stdout, "every slot has presented its %d device(s)\n", *feed)
+		}()
+	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping simulated devices")
 	return nil

@@ -97,6 +97,7 @@ func Parse(name, dir string, data []byte) (*Plan, error) {
 	p := &parser{file: name, dir: dir}
 	pl := p.parse(data)
 	if len(p.errs) > 0 {
+		slices.SortStableFunc(p.errs, func(a, b *Error) int { return a.Line - b.Line })
 		return nil, p.errs
 	}
 	pl.File = name
@@ -185,8 +186,9 @@ func (p *parser) mapping(n *yaml.Node, path string, known []string) *fields {
 		if !slices.Contains(known, k.Value) {
 			hint := ""
 			for _, c := range known {
-				if strings.EqualFold(strings.ReplaceAll(c, "_", ""), strings.ReplaceAll(strings.ReplaceAll(k.Value, "-", ""), "_", "")) {
+				if distance(strings.ToLower(strings.ReplaceAll(k.Value, "-", "_")), c) <= 2 {
 					hint = fmt.Sprintf(" (did you mean %q?)", c)
+					break
 				}
 			}
 			p.add(k.Line, join(path, k.Value), ErrUnknownField, "unknown field%s; known: %s", hint, strings.Join(known, ", "))
@@ -537,4 +539,25 @@ func (p *parser) measurement(n *yaml.Node, path, phase string) *Measurement {
 		p.add(f.lineOf("min"), path+".min", ErrInvalid, "minimum %g is above the maximum %g", *m.Min, *m.Max)
 	}
 	return m
+}
+
+// distance is the Levenshtein distance of a and b (for "did you mean").
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
