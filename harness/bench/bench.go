@@ -84,9 +84,44 @@ type Bench struct {
 	Output string
 	// Ledger says where the device-identity ledger lives; the zero value (no ledger key) is
 	// SQLite at <Output>/ledger.db.
-	Ledger  LedgerConfig
+	Ledger LedgerConfig
+	// Factory configures the factory outputs (labels, control logs); zero without a factory key.
+	Factory FactoryConfig
 	Targets []Target
 }
+
+// FactoryConfig is what the factory outputs say about the product: `hil labels`,
+// `hil control-log`, `hil reconcile`.
+type FactoryConfig struct {
+	DeviceType string // Amazon's Device Type ID: the FFS control log's product, the Sidewalk SMSN
+	Labels     LabelsConfig
+	Sidewalk   SidewalkConfig
+}
+
+// LabelsConfig is the FFS product label.
+type LabelsConfig struct {
+	// Template is the 2D barcode payload with {serial}, {puk} and {pin} placeholders
+	// ("ABV:IB01;SERNUM:{serial};PID:ebK3;PUK:{puk};PIN:{pin};"); "" when not set.
+	Template   string
+	ModuleSize int // printer dots per module; 0: DefaultModuleSize
+	DPI        int // printer resolution; 0: DefaultDPI
+}
+
+// SidewalkConfig is the Sidewalk product.
+type SidewalkConfig struct {
+	APID  string // advertised product id
+	Stage string // one of SidewalkStages; "": DefaultSidewalkStage
+}
+
+// Factory output defaults, applied by the commands that use them.
+const (
+	DefaultModuleSize    = 4   // dots: 0.34 mm at 300 DPI, a 36x36 symbol of 12.2 mm
+	DefaultDPI           = 300 // a common label printer
+	DefaultSidewalkStage = "production"
+)
+
+// SidewalkStages are the stages an SMSN is made for (the Sidewalk control log's label).
+var SidewalkStages = []string{"production", "test", "preproduction"}
 
 // LedgerConfig is the bench's ledger: a SQLite file, or a PostgreSQL database that several
 // stations share.

@@ -13,6 +13,7 @@ const keysProbe = `zzqzzqzzq: 1
 signer: {type: softdak, zzqzzqzzq: 1}
 profile: {zzqzzqzzq: 1}
 ledger: {zzqzzqzzq: 1}
+factory: {zzqzzqzzq: 1, labels: {zzqzzqzzq: 1}, sidewalk: {zzqzzqzzq: 1}}
 targets:
   - zzqzzqzzq: 1
     name: a

@@ -17,7 +17,25 @@ type fileBench struct {
 	Profile fileProfile  `yaml:"profile"`
 	Output  string       `yaml:"output,omitempty"`
 	Ledger  *fileLedger  `yaml:"ledger,omitempty"`
+	Factory *fileFactory `yaml:"factory,omitempty"`
 	Targets []fileTarget `yaml:"targets"`
+}
+
+type fileFactory struct {
+	DeviceType string        `yaml:"device_type,omitempty"`
+	Labels     *fileLabels   `yaml:"labels,omitempty"`
+	Sidewalk   *fileSidewalk `yaml:"sidewalk,omitempty"`
+}
+
+type fileLabels struct {
+	Template   string `yaml:"template"`
+	ModuleSize int    `yaml:"module_size,omitempty"`
+	DPI        int    `yaml:"dpi,omitempty"`
+}
+
+type fileSidewalk struct {
+	APID  string `yaml:"apid"`
+	Stage string `yaml:"stage,omitempty"`
 }
 
 type fileLedger struct {
@@ -239,6 +257,16 @@ func (b *Bench) marshal(dir string) ([]byte, error) {
 		if fb.Ledger.Driver == "" {
 			fb.Ledger.Driver = LedgerSQLite
 		}
+	}
+	if fc := b.Factory; fc.DeviceType != "" || fc.Labels.Template != "" || fc.Sidewalk.APID != "" {
+		ff := &fileFactory{DeviceType: fc.DeviceType}
+		if fc.Labels.Template != "" {
+			ff.Labels = &fileLabels{Template: fc.Labels.Template, ModuleSize: fc.Labels.ModuleSize, DPI: fc.Labels.DPI}
+		}
+		if fc.Sidewalk.APID != "" {
+			ff.Sidewalk = &fileSidewalk{APID: fc.Sidewalk.APID, Stage: fc.Sidewalk.Stage}
+		}
+		fb.Factory = ff
 	}
 	for _, t := range b.Targets {
 		ft := fileTarget{

@@ -558,7 +558,7 @@ func (p *parser) bench(root *yaml.Node) *Bench {
 		p.add(root.Line, "", ErrType, nil, "want a mapping with signer, profile and targets at the top level, got %s", describe(root))
 		return nil
 	}
-	f := p.mapping(root, "", []string{"signer", "profile", "output", "ledger", "targets"})
+	f := p.mapping(root, "", []string{"signer", "profile", "output", "ledger", "factory", "targets"})
 	b := &Bench{Path: p.abs}
 	b.Signer = p.signer(f)
 	b.Profile = p.profile(f)
@@ -571,8 +571,58 @@ func (p *parser) bench(root *yaml.Node) *Bench {
 		b.Output = p.path(s)
 	}
 	b.Ledger = p.ledger(f)
+	b.Factory = p.factory(f)
 	b.Targets = p.targets(f)
 	return b
+}
+
+// factory reads the optional factory mapping: the product as the factory outputs name it.
+func (p *parser) factory(top *fields) FactoryConfig {
+	var c FactoryConfig
+	f := top.sub("factory", []string{"device_type", "labels", "sidewalk"})
+	if f == nil {
+		return c
+	}
+	if s, v := f.str("device_type"); v != nil {
+		if s == "" || !alnum(s) {
+			p.add(v.Line, "factory.device_type", ErrInvalid, nil, "want the Device Type ID (letters and digits), got %q", s)
+		}
+		c.DeviceType = s
+	}
+	if l := f.sub("labels", []string{"template", "module_size", "dpi"}); l != nil {
+		if s, v := l.reqStr("template"); v != nil {
+			switch {
+			case strings.Count(s, "{puk}") != 1 || strings.Count(s, "{pin}") != 1:
+				p.add(v.Line, "factory.labels.template", ErrInvalid, nil, "must hold {puk} and {pin} once each (the FFS inner barcode carries the device's key and setup PIN)")
+			case strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0:
+				p.add(v.Line, "factory.labels.template", ErrInvalid, nil, "must be printable ASCII")
+			}
+			c.Labels.Template = s
+		}
+		c.Labels.ModuleSize = l.int("module_size", 0, 1, 100)
+		c.Labels.DPI = l.int("dpi", 0, 72, 2400)
+	}
+	if sw := f.sub("sidewalk", []string{"apid", "stage"}); sw != nil {
+		if s, v := sw.reqStr("apid"); v != nil {
+			if !alnum(s) {
+				p.add(v.Line, "factory.sidewalk.apid", ErrInvalid, nil, "want letters and digits (the advertised product id), got %q", s)
+			}
+			c.Sidewalk.APID = s
+		}
+		if _, v := sw.str("stage"); v != nil {
+			c.Sidewalk.Stage = sw.enum("stage", SidewalkStages)
+		}
+	}
+	return c
+}
+
+func alnum(s string) bool {
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // ledger reads the optional ledger mapping: {driver: sqlite, path: FILE} or
