@@ -131,9 +131,9 @@ func CheckMTLS(ctx context.Context, chain []*x509.Certificate, key crypto.Signer
 			// Always the device's own chain, whatever CAs the server names: a device has one
 			// identity, and the server, not the client, must be the one to refuse it.
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return own, nil },
-			RootCAs:      serverRoots,
-			ServerName:   "127.0.0.1",
-			MinVersion:   tls.VersionTLS12,
+			RootCAs:              serverRoots,
+			ServerName:           "127.0.0.1",
+			MinVersion:           tls.VersionTLS12,
 		})
 		if err := cl.HandshakeContext(ctx); err != nil {
 			return err
