@@ -230,7 +230,7 @@ var _ = Describe("ACK modules on a bad line and through power loss", Ordered, La
 			}
 			// Mostly brown-outs (the module restarts by itself); some cuts leave it dark until the
 			// driver finds it silent and cycles its power. A dark COMMIT costs the slow timeout
-			// (ack.slow_timeout, 2 s on the simulated bench) per unanswered send, so only one of those.
+			// (ack.slow_timeout, 1 s on the simulated bench) per unanswered send, so only one of those.
 			cut.RestoreAfter = 100 * time.Millisecond
 			if (cut.Phase == "upload" && i%4 == 3) || i == 2 {
 				cut.RestoreAfter = 0

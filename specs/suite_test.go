@@ -156,10 +156,13 @@ var _ = SynchronizedBeforeSuite(func() []byte {
 		Expect(err).NotTo(HaveOccurred())
 	case *benchFile == "":
 		simACK, err = simbench.StartACK(GinkgoT().TempDir(), simbench.ACKOptions{Modules: *simModules, External: 1,
-			Baud: 115200, BootDelay: 50 * time.Millisecond,
+			// A modelled line rate (the driver's timeouts follow it), fast enough that the specs'
+			// dozens of provisionings do not wait on it: 115200 baud is the benchmarks' business.
+			Baud: 921600, BootDelay: 50 * time.Millisecond,
 			// A module cut dark mid-COMMIT is found silent after three unanswered sends of the
-			// slow timeout: its production value (10 s) is not under test.
-			SlowTimeout: 2 * time.Second})
+			// slow timeout: its production value (10 s) is not under test. The simulated
+			// module's slowest work (a certificate write at flash speed) takes ~30 ms.
+			SlowTimeout: time.Second})
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(simACK.Close)
 		ackBench = simACK.Bench

@@ -138,7 +138,10 @@ func TestImageChecks(t *testing.T) {
 }
 
 func TestSenderRetransmitsOnNAKAndStopsOnCancel(t *testing.T) {
-	run := func(script func(r *io.PipeReader, w *io.PipeWriter)) (Stats, error) {
+	t.Parallel()
+	// The scripted receiver answers at once; the block timeout only has to outlast a loaded machine.
+	const answerTimeout = 300 * time.Millisecond
+	run := func(blockTimeout time.Duration, script func(r *io.PipeReader, w *io.PipeWriter)) (Stats, error) {
 		sr, rw := io.Pipe() // receiver -> sender
 		rr, sw := io.Pipe() // sender -> receiver
 		go func() {
@@ -151,7 +154,7 @@ func TestSenderRetransmitsOnNAKAndStopsOnCancel(t *testing.T) {
 		return SendYModem(ctx, struct {
 			io.Reader
 			io.Writer
-		}{sr, sw}, "fw.bin", bytes.Repeat([]byte{7}, 3000), YModemOptions{BlockTimeout: 300 * time.Millisecond})
+		}{sr, sw}, "fw.bin", bytes.Repeat([]byte{7}, 3000), YModemOptions{BlockTimeout: blockTimeout})
 	}
 	readBlock := func(r io.Reader) []byte {
 		h := make([]byte, 1)
@@ -168,7 +171,7 @@ func TestSenderRetransmitsOnNAKAndStopsOnCancel(t *testing.T) {
 		return append(h, rest...)
 	}
 	// NAK every data block once: each is sent twice, the file arrives.
-	st, err := run(func(r *io.PipeReader, w *io.PipeWriter) {
+	st, err := run(answerTimeout, func(r *io.PipeReader, w *io.PipeWriter) {
 		w.Write([]byte{'C'})
 		readBlock(r)
 		w.Write([]byte{0x06, 'C'})
@@ -189,7 +192,7 @@ func TestSenderRetransmitsOnNAKAndStopsOnCancel(t *testing.T) {
 		t.Errorf("NAK once per block: %+v, %v", st, err)
 	}
 	// CAN CAN in the middle: the sender stops with ErrReceiverCancelled.
-	_, err = run(func(r *io.PipeReader, w *io.PipeWriter) {
+	_, err = run(answerTimeout, func(r *io.PipeReader, w *io.PipeWriter) {
 		w.Write([]byte{'C'})
 		readBlock(r)
 		w.Write([]byte{0x06, 'C'})
@@ -199,12 +202,13 @@ func TestSenderRetransmitsOnNAKAndStopsOnCancel(t *testing.T) {
 	if !errors.Is(err, ErrReceiverCancelled) {
 		t.Errorf("CAN CAN: %v", err)
 	}
-	// A receiver that stops answering: the sender gives up, naming the block.
-	_, err = run(func(r *io.PipeReader, w *io.PipeWriter) {
+	// A receiver that stops answering: the sender gives up, naming the block. How long it
+	// waits per try is not under test: 11 tries of 20 ms.
+	_, err = run(20*time.Millisecond, func(r *io.PipeReader, w *io.PipeWriter) {
 		w.Write([]byte{'C'})
 		readBlock(r)
 		w.Write([]byte{0x06, 'C'})
-		time.Sleep(4 * time.Second)
+		io.Copy(io.Discard, r) // silent until the sender is gone
 	})
 	if err == nil || !strings.Contains(err.Error(), "block 1") {
 		t.Errorf("silent receiver: %v", err)

@@ -46,6 +46,7 @@ const (
 	DefaultFirmware  = "acs-sim-1.0.0"
 	DefaultBusybox   = "/bin/busybox"
 	DefaultOpenSSL   = "/usr/bin/openssl"
+	DefaultLoadyIdle = 10 * time.Second
 )
 
 // Config describes one simulated device. Name, Dir and Profile are required.
@@ -86,6 +87,10 @@ type Config struct {
 	OpenSSL string
 	// Seed seeds the garbage generator (noise, speed mismatch); 0 = random.
 	Seed uint64
+	// LoadyIdle is how long the boot ROM's YMODEM receiver waits without a
+	// byte, once the transfer has begun, before it aborts; 0 means
+	// DefaultLoadyIdle. Tests of the abort shorten it.
+	LoadyIdle time.Duration
 	// Logf, if set, receives one line per lifecycle event (boot, power,
 	// errors). It is never called after Close returns.
 	Logf func(format string, args ...any)
@@ -122,6 +127,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Firmware == "" {
 		c.Firmware = DefaultFirmware
+	}
+	if c.LoadyIdle <= 0 {
+		c.LoadyIdle = DefaultLoadyIdle
 	}
 	for _, r := range c.Firmware {
 		if r <= ' ' || r > '~' {

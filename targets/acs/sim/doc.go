@@ -118,7 +118,7 @@
 // with an empty header. The file is cut to the size in its header and written
 // into the inactive slot as blocks arrive (a power cut leaves that slot torn;
 // the active slot and the state file are untouched). CAN CAN from the sender
-// ("## Aborted by sender") and 10 s without a byte ("## Aborted: timeout",
+// ("## Aborted by sender") and 10 s (Config.LoadyIdle) without a byte ("## Aborted: timeout",
 // after CAN CAN) abort. After the batch the boot ROM waits until the line has
 // been quiet for 0.5 s (senders such as lrzsz's sb read and flush what
 // arrives right after their last ACK), then prints

@@ -28,7 +28,6 @@ const (
 const (
 	yPoll     = time.Second      // 'C' (or NAK) after this long without a block
 	yNoSender = 60 * time.Second // no sender at all: give up
-	yIdle     = 10 * time.Second // inactivity once the transfer has begun
 )
 
 // crc16 is CRC-16/XMODEM (poly 0x1021, init 0, no reflection).
@@ -86,7 +85,7 @@ func (b *bootloader) getPacket(wait time.Duration, buf []byte) (packet, error) {
 			data := p[2 : 2+n]
 			if p[0]^p[1] != 0xff || crc16(data) != uint16(p[n+2])<<8|uint16(p[n+3]) {
 				// Drop the rest of a misframed block before asking again.
-				if err := b.purge(100*time.Millisecond, yIdle); err != nil {
+				if err := b.purge(100*time.Millisecond, b.d.cfg.LoadyIdle); err != nil {
 					return packet{}, err
 				}
 				return packet{kind: pktBad}, nil
@@ -193,7 +192,7 @@ func (b *bootloader) receive(path string) (res rxResult, err error) {
 				b.outb(yC)
 				continue
 			}
-			if time.Since(b.lastRx) >= yIdle {
+			if time.Since(b.lastRx) >= b.d.cfg.LoadyIdle {
 				return cancel("timeout")
 			}
 			// Ask again: for a header or the first block with 'C'.
