@@ -56,6 +56,8 @@ type Config struct {
 	ExchangeTimeout time.Duration // answer timeout per send; 0: from the baud rate
 	SlowTimeout     time.Duration // added for KEYGEN, CSR, COMMIT; default DefaultSlowTimeout
 	BootTimeout     time.Duration // for a restart to come back; default DefaultBootTimeout
+	BusyPause       time.Duration // first pause after code=busy; default BusyPause
+	BusyPauseMax    time.Duration // the pause doubles up to this; default BusyPauseMax
 	Redactor        *console.Redactor
 	// Profile gives the subject the CSR must carry ([dn], CN set to the module's DSN). Provision
 	// needs it.
@@ -106,7 +108,8 @@ func New(rw io.ReadWriter, cfg Config, tr *console.Transcript) *Module {
 	}
 	t := NewTransport(rw, TransportConfig{
 		Name: cfg.Name, Baud: cfg.Baud, ExchangeTimeout: cfg.ExchangeTimeout,
-		SlowTimeout: cfg.SlowTimeout, Redactor: cfg.Redactor, Transcript: tr,
+		SlowTimeout: cfg.SlowTimeout, BusyPause: cfg.BusyPause, BusyPauseMax: cfg.BusyPauseMax,
+		Redactor: cfg.Redactor, Transcript: tr,
 	})
 	return &Module{cfg: cfg, t: t}
 }

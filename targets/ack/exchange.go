@@ -18,6 +18,7 @@ const MaxSends = 8
 
 // A busy module is asked again after BusyPause, doubling up to BusyPauseMax, BusyTries times in
 // all: about 7 s of pauses, longer than the module's slowest work (a certificate write at flash speed).
+// TransportConfig (Config) may set other pauses.
 const (
 	BusyTries    = 8
 	BusyPause    = 100 * time.Millisecond
@@ -81,6 +82,8 @@ type Transport struct {
 	baud     int
 	frameTO  time.Duration // 0: from the baud rate
 	slowTO   time.Duration
+	busyTO   time.Duration // first pause after a busy answer
+	busyMax  time.Duration // longest pause
 	lines    chan []byte
 	done     chan struct{} // Close
 	ended    chan struct{} // the reader stopped: readErr says why
@@ -116,6 +119,8 @@ type TransportConfig struct {
 	Baud            int                 // default 115200
 	ExchangeTimeout time.Duration       // answer timeout per send; 0: 2x line time + 300 ms
 	SlowTimeout     time.Duration       // for KEYGEN, CSR and COMMIT; default DefaultSlowTimeout
+	BusyPause       time.Duration       // first pause after code=busy; default BusyPause
+	BusyPauseMax    time.Duration       // the pause doubles up to this; default BusyPauseMax
 	Redactor        *console.Redactor   // for lines quoted in errors
 	Transcript      *console.Transcript // may be nil
 }
@@ -130,9 +135,16 @@ func NewTransport(rw io.ReadWriter, cfg TransportConfig) *Transport {
 	if cfg.SlowTimeout <= 0 {
 		cfg.SlowTimeout = DefaultSlowTimeout
 	}
+	if cfg.BusyPause <= 0 {
+		cfg.BusyPause = BusyPause
+	}
+	if cfg.BusyPauseMax <= 0 {
+		cfg.BusyPauseMax = BusyPauseMax
+	}
+	cfg.BusyPauseMax = max(cfg.BusyPauseMax, cfg.BusyPause)
 	t := &Transport{
 		w: rw, name: cfg.Name, tr: cfg.Transcript, red: cfg.Redactor, baud: cfg.Baud,
-		frameTO: cfg.ExchangeTimeout, slowTO: cfg.SlowTimeout,
+		frameTO: cfg.ExchangeTimeout, slowTO: cfg.SlowTimeout, busyTO: cfg.BusyPause, busyMax: cfg.BusyPauseMax,
 		lines: make(chan []byte, 256), done: make(chan struct{}), ended: make(chan struct{}),
 	}
 	go t.read(rw)
@@ -292,7 +304,7 @@ func (e *RestartError) Unwrap() error { return ErrModuleRestarted }
 //
 // An ERR code=busy means the module did not carry the request out (PROTOCOL.md): it is sent again
 // as a new request (new seq, so the module does not replay its busy answer) after a pause that
-// doubles from BusyPause, at most BusyTries times in all; then the busy error is returned.
+// doubles from the busy pause, at most BusyTries times in all; then the busy error is returned.
 func (t *Transport) Exchange(ctx context.Context, verb string, payload []byte) (Frame, error) {
 	ans, _, err := t.exchangeUpTo(ctx, verb, payload, MaxSends)
 	return ans, err
@@ -302,7 +314,7 @@ func (t *Transport) Exchange(ctx context.Context, verb string, payload []byte) (
 // intact (NAKs, damage); silence still gets MaxSends. It also says how many sends the answer took
 // (the last request's, when the module was busy before).
 func (t *Transport) exchangeUpTo(ctx context.Context, verb string, payload []byte, maxSends int) (Frame, int, error) {
-	pause := BusyPause
+	pause := t.busyTO
 	for try := 1; ; try++ {
 		ans, sends, err := t.exchange(ctx, verb, payload, maxSends)
 		var me *ModuleError
@@ -311,7 +323,7 @@ func (t *Transport) exchangeUpTo(ctx context.Context, verb string, payload []byt
 		}
 		t.count(func(s *Stats) { s.Busy++ })
 		if try >= BusyTries {
-			return ans, sends, fmt.Errorf("%w; still busy after %d tries over %s", err, try, busyWaited(try))
+			return ans, sends, fmt.Errorf("%w; still busy after %d tries over %s", err, try, t.busyWaited(try))
 		}
 		select {
 		case <-ctx.Done():
@@ -320,17 +332,17 @@ func (t *Transport) exchangeUpTo(ctx context.Context, verb string, payload []byt
 			return Frame{}, sends, ErrTransportClosed
 		case <-time.After(pause):
 		}
-		pause = min(2*pause, BusyPauseMax)
+		pause = min(2*pause, t.busyMax)
 	}
 }
 
 // busyWaited is the pause before the try-th send, summed.
-func busyWaited(tries int) time.Duration {
+func (t *Transport) busyWaited(tries int) time.Duration {
 	var d time.Duration
-	pause := BusyPause
+	pause := t.busyTO
 	for i := 1; i < tries; i++ {
 		d += pause
-		pause = min(2*pause, BusyPauseMax)
+		pause = min(2*pause, t.busyMax)
 	}
 	return d
 }

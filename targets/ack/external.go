@@ -38,6 +38,9 @@ type ExternalConfig struct {
 	SuccessPatterns, FailurePatterns []*regexp.Regexp
 	Timeout                          time.Duration // default DefaultExternalTimeout
 	Env                              []string      // added to this process's environment
+	// KillGrace is how long a timed-out tool has between SIGTERM and SIGKILL, and how long
+	// output is still read from a straggler that left the group; default 2 s.
+	KillGrace time.Duration
 }
 
 // ExternalParams are the values substituted into the command template.
@@ -125,6 +128,10 @@ func RunExternal(ctx context.Context, cfg ExternalConfig, p ExternalParams, tr *
 	if timeout <= 0 {
 		timeout = DefaultExternalTimeout
 	}
+	grace := cfg.KillGrace
+	if grace <= 0 {
+		grace = killGrace
+	}
 	shown := make([]string, len(argv))
 	for i, a := range argv {
 		shown[i] = redact(a)
@@ -163,17 +170,17 @@ func RunExternal(ctx context.Context, cfg ExternalConfig, p ExternalParams, tr *
 	case waitErr = <-exited:
 	case <-timer.C:
 		killed = fmt.Sprintf("timed out: it hung and was killed after %v", timeout)
-		waitErr = killGroup(pgid, exited)
+		waitErr = killGroup(pgid, exited, grace)
 	case <-ctx.Done():
 		killed = fmt.Sprintf("was killed: %v", ctx.Err())
-		waitErr = killGroup(pgid, exited)
+		waitErr = killGroup(pgid, exited, grace)
 	}
 	// Whatever the tool left behind goes too: it would hold the port and the output pipe.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	var scan outputScan
 	select {
 	case scan = <-out:
-	case <-time.After(killGrace): // a straggler that left the group still holds the pipe
+	case <-time.After(grace): // a straggler that left the group still holds the pipe
 		r.Close()
 		scan = <-out
 	}
@@ -205,12 +212,12 @@ func RunExternal(ctx context.Context, cfg ExternalConfig, p ExternalParams, tr *
 }
 
 // killGroup sends SIGTERM to the process group, then SIGKILL after the grace time.
-func killGroup(pgid int, exited <-chan error) error {
+func killGroup(pgid int, exited <-chan error, grace time.Duration) error {
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
 	case err := <-exited:
 		return err
-	case <-time.After(killGrace):
+	case <-time.After(grace):
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	return <-exited

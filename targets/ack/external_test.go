@@ -104,11 +104,13 @@ func TestExternalTemplateErrors(t *testing.T) {
 }
 
 func TestExternalTimeoutKillsTheGroup(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "child.pid")
 	tool := script(t, dir, "trap '' TERM\nsleep 60 &\necho $! > "+pidFile+"\necho working\nwait\n")
 	cfg := externalConfig(tool)
 	cfg.Timeout = 300 * time.Millisecond
+	cfg.KillGrace = 200 * time.Millisecond // the tool ignores SIGTERM: SIGKILL must follow
 	start := time.Now()
 	_, err := ack.RunExternal(context.Background(), cfg, externalParams(dir), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "killed after 300ms") || !strings.Contains(err.Error(), "working") {

@@ -33,7 +33,8 @@ func startSim(t *testing.T, seed uint64) (*acksim.Module, *ack.Module) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { port.Close() })
-	mod := ack.New(port, ack.Config{Name: "mod", Profile: prof}, nil)
+	// How long the driver pauses for a busy module is not under test: that it pauses and gives up is.
+	mod := ack.New(port, ack.Config{Name: "mod", Profile: prof, BusyPause: 5 * time.Millisecond, BusyPauseMax: 40 * time.Millisecond}, nil)
 	t.Cleanup(func() { mod.Close() })
 	return m, mod
 }
@@ -41,6 +42,7 @@ func startSim(t *testing.T, seed uint64) (*acksim.Module, *ack.Module) {
 // A module answering code=busy did not carry the request out: the driver asks again after a pause
 // and provisioning completes, with one signature and one commit.
 func TestProvisionWaitsOutBusy(t *testing.T) {
+	t.Parallel()
 	st := newStation(t)
 	sim, mod := startSim(t, 7)
 	sim.SetBusy("DATA", 2)
@@ -66,6 +68,7 @@ func TestProvisionWaitsOutBusy(t *testing.T) {
 
 // A module that stays busy is an error naming the verb and the tries, and nothing is committed.
 func TestProvisionGivesUpOnAlwaysBusy(t *testing.T) {
+	t.Parallel()
 	st := newStation(t)
 	sim, mod := startSim(t, 7)
 	sim.SetBusy("COMMIT", 1000)
@@ -91,6 +94,7 @@ func TestProvisionGivesUpOnAlwaysBusy(t *testing.T) {
 // On a line too noisy for long frames (a byte error rate of 3e-3) chunks are sent again shorter
 // and every module ends provisioned with the chain it was issued.
 func TestProvisionShrinksChunksOnANoisyLine(t *testing.T) {
+	t.Parallel()
 	st := newStation(t)
 	shrinks := 0
 	for seed := range uint64(6) {
