@@ -281,11 +281,16 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tf.register(fs)
 	reboot := fs.Bool("reboot", false, "reboot each device and verify again")
 	reset := fs.Bool("factory-reset", false, "factory-reset each device (wipes its user data) and verify again")
+	var mf mtlsFlags
+	mf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	b, tgts, err := tf.load()
 	if err != nil {
+		return err
+	}
+	if err := mf.check(b); err != nil {
 		return err
 	}
 	// The ledger's record of each device comes through the station's Issuer.
@@ -295,6 +300,9 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer st.Close()
 	printProfileNotes(stderr, st.Profile)
+	if err := mf.open(st); err != nil {
+		return err
+	}
 	start := time.Now()
 	dir, err := runDir(tf.out, "verify", start)
 	if err != nil {
@@ -310,6 +318,9 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		d, err := openDevice(ctx, t, env)
 		if err == nil {
 			err = verifyDevice(ctx, d, st.Issuer, *reboot, *reset, prog, o)
+			if err == nil {
+				err = mf.run(ctx, d, prog, o)
+			}
 			statsFacts(o, d.Stats())
 			d.Close()
 		}

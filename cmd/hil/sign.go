@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"hilbench/harness/awsiot"
 	"hilbench/harness/bench"
 	"hilbench/harness/device"
 	"hilbench/harness/pki"
@@ -117,7 +120,7 @@ func signOne(ctx context.Context, b *bench.Bench, csrFile, out string, stdout, s
 		return err
 	}
 	defer st.Close()
-	is, reused, err := signIssue(ctx, st, name, data)
+	is, reused, err := st.issue(ctx, name, data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}
@@ -143,6 +146,7 @@ type signJob struct {
 	name string // the CSR file's name without .csr: the chain is <name>.pem
 	path string
 	out  *pendingFile
+	leaf *x509.Certificate // the device certificate issued (or recorded) for it
 	err  error
 }
 
@@ -234,12 +238,32 @@ feed:
 	close(stopProgress)
 	<-progressDone
 
-	written, err := commitBatch(outDir, list)
-	if err != nil {
+	var files []*pendingFile
+	for _, j := range list {
+		if j.out != nil {
+			files = append(files, j.out)
+		}
+	}
+	chains := len(files)
+	var awsErr error
+	if st.aws != nil && chains > 0 {
+		var more []*pendingFile
+		if more, awsErr = awsOutputs(st, outDir, list); awsErr == nil {
+			files = append(files, more...)
+		}
+	}
+	if err := commitBatch(outDir, files); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "signed %d of %d CSRs into %s (%d chains from the ledger, issued before: no new signature), %d refused\n",
-		written, len(list), outDir, reused.Load(), failed.Load())
+		chains, len(list), outDir, reused.Load(), failed.Load())
+	if st.aws != nil && awsErr == nil && chains > 0 {
+		fmt.Fprintf(stdout, "AWS IoT: %s (%d things), %s and %s for contract manufacturer %q's CA %q\n",
+			awsBulkFile, chains, awsBulkTemplate, awsJITPTemplate, st.aws.ContractManufacturer, st.awsCA.Subject)
+	}
+	if awsErr != nil {
+		return fmt.Errorf("the chains are written, the AWS IoT registration files are not: %w", awsErr)
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted after %d of %d CSRs: %w", done.Load(), len(list), ctx.Err())
 	}
@@ -250,7 +274,7 @@ feed:
 }
 
 // signJobRun issues one CSR of a batch and leaves its chain in a temporary file.
-func signJobRun(ctx context.Context, st *station.Station, j *signJob, outDir string, reused *atomic.Int64) {
+func signJobRun(ctx context.Context, st *signStation, j *signJob, outDir string, reused *atomic.Int64) {
 	data, err := readCSRFile(j.path)
 	if err != nil {
 		j.err = err
@@ -261,7 +285,7 @@ func signJobRun(ctx context.Context, st *station.Station, j *signJob, outDir str
 		j.err = fmt.Errorf("output cannot be written (nothing was signed): %w", err)
 		return
 	}
-	is, wasReused, err := signIssue(ctx, st, j.name, data)
+	is, wasReused, err := st.issue(ctx, j.name, data)
 	if err == nil {
 		err = pf.write(is.ChainPEM, false)
 	}
@@ -273,58 +297,138 @@ func signJobRun(ctx context.Context, st *station.Station, j *signJob, outDir str
 	if wasReused {
 		reused.Add(1)
 	}
-	j.out = pf
+	j.out, j.leaf = pf, is.Certificate
 }
 
-// commitBatch makes every written chain durable with one syncfs of the output's file system
-// (a thousand fsyncs would cost more than the signing), then renames each into place and syncs
-// the directory. On failure the temporary files are removed.
-func commitBatch(outDir string, list []*signJob) (int, error) {
-	var ready []*pendingFile
+// The AWS IoT registration files a batch writes beside the chains.
+const (
+	awsBulkFile     = "aws-iot-bulk.jsonl"
+	awsBulkTemplate = "aws-iot-bulk-template.json"
+	awsJITPTemplate = "aws-iot-jitp-template.json"
+)
+
+// awsOutputs writes (not yet committed) the bulk registration input for the batch's
+// certificates, in CSR file order, and the bulk and JITP provisioning templates.
+func awsOutputs(st *signStation, outDir string, list []*signJob) ([]*pendingFile, error) {
+	var leaves []*x509.Certificate
 	for _, j := range list {
-		if j.out != nil {
-			ready = append(ready, j.out)
+		if j.leaf != nil {
+			leaves = append(leaves, j.leaf)
 		}
 	}
+	bulk, err := awsiot.BulkFile(leaves, st.awsCA)
+	if err != nil {
+		return nil, err
+	}
+	bulkTmpl, err := st.aws.BulkTemplate()
+	if err != nil {
+		return nil, err
+	}
+	jitp, err := st.aws.JITPTemplate()
+	if err != nil {
+		return nil, err
+	}
+	var out []*pendingFile
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{awsBulkFile, bulk}, {awsBulkTemplate, bulkTmpl}, {awsJITPTemplate, jitp}} {
+		pf, err := createPending(filepath.Join(outDir, f.name))
+		if err == nil {
+			err = pf.write(f.data, false)
+		}
+		if err != nil {
+			for _, o := range out {
+				o.abort()
+			}
+			return nil, fmt.Errorf("writing %s: %w", f.name, err)
+		}
+		out = append(out, pf)
+	}
+	return out, nil
+}
+
+// commitBatch makes every written file durable with one syncfs of the output's file system (a
+// thousand fsyncs would cost more than the signing), then renames each into place and syncs the
+// directory. On failure the temporary files left are removed.
+func commitBatch(outDir string, ready []*pendingFile) error {
 	abortAll := func() {
 		for _, pf := range ready {
 			pf.abort()
 		}
 	}
 	if len(ready) == 0 {
-		return 0, nil
+		return nil
 	}
 	d, err := os.Open(outDir)
 	if err != nil {
 		abortAll()
-		return 0, err
+		return err
 	}
 	defer d.Close()
 	if err := unix.Syncfs(int(d.Fd())); err != nil {
 		abortAll()
-		return 0, fmt.Errorf("syncing %s: %w", outDir, err)
+		return fmt.Errorf("syncing %s: %w", outDir, err)
 	}
-	for i, pf := range ready {
+	for _, pf := range ready {
 		if err := pf.commit(false); err != nil {
-			for _, rest := range ready[i+1:] {
-				rest.abort()
-			}
-			return i, fmt.Errorf("writing %s: %w", pf.path, err)
+			abortAll()
+			return fmt.Errorf("writing %s: %w", pf.path, err)
 		}
 	}
 	if err := d.Sync(); err != nil {
-		return len(ready), fmt.Errorf("syncing %s: %w", outDir, err)
+		return fmt.Errorf("syncing %s: %w", outDir, err)
 	}
-	return len(ready), nil
+	return nil
+}
+
+// signStation is the bench's signing set-up, and for an AWS IoT profile its [aws_iot] section and
+// the contract manufacturer's CA the chains must lead to.
+type signStation struct {
+	*station.Station
+	aws   *awsiot.Config
+	awsCA *x509.Certificate
+}
+
+// awsConfig is the bench profile's [aws_iot] section; nil for other profiles.
+func awsConfig(b *bench.Bench) (*awsiot.Config, error) {
+	if b.Profile.DeviceConf == "" {
+		return nil, nil
+	}
+	c, err := awsiot.LoadConfig(b.Profile.DeviceConf)
+	if errors.Is(err, awsiot.ErrNoSection) {
+		return nil, nil
+	}
+	return c, err
 }
 
 // openSignStation opens the bench's signing set-up (DAK, PIN guard, profile, ledger, audit log,
 // or the agent) as provisioning does; warnings go to stderr, never to stdout, which carries the
-// chain.
-func openSignStation(ctx context.Context, b *bench.Bench, stderr io.Writer) (*station.Station, error) {
+// chain. With an AWS IoT profile the bench must sign with the contract manufacturer's CA.
+func openSignStation(ctx context.Context, b *bench.Bench, stderr io.Writer) (*signStation, error) {
+	aws, err := awsConfig(b)
+	if err != nil {
+		return nil, err
+	}
 	st, err := station.Open(ctx, b, time.Now())
 	if err != nil {
 		return nil, err
+	}
+	s := &signStation{Station: st, aws: aws}
+	if aws != nil {
+		candidates := st.Roots
+		if st.Certs != nil {
+			candidates = append([]*x509.Certificate{st.Certs.CA}, st.Roots...)
+		}
+		if s.awsCA, err = aws.RegisteredCA(candidates); err != nil {
+			st.Close()
+			return nil, err
+		}
+		if st.Certs != nil && s.awsCA != st.Certs.CA {
+			st.Close()
+			return nil, fmt.Errorf("the bench signs with %q, not with contract manufacturer %q's CA %q (the profile's [%s]): each manufacturer's line signs with its own CA",
+				st.Certs.CA.Subject, aws.ContractManufacturer, s.awsCA.Subject, awsiot.Section)
+		}
 	}
 	st.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "hil sign: "+format+"\n", args...) }
 	if st.Pipeline != nil {
@@ -332,7 +436,7 @@ func openSignStation(ctx context.Context, b *bench.Bench, stderr io.Writer) (*st
 	}
 	printProfileNotes(stderr, st.Profile)
 	st.SetRun("sign-" + time.Now().UTC().Format("20060102T150405.000Z"))
-	return st, nil
+	return s, nil
 }
 
 // precheckCSR checks a single CSR against the bench's profile before the DAK is opened.
@@ -350,16 +454,47 @@ func precheckCSR(b *bench.Bench, data []byte, src string) error {
 	return nil
 }
 
-// signIssue runs one CSR through the station's Issuer: the ledger's chain for its key, or a new
+// issue runs one CSR through the station's Issuer: the ledger's chain for its key, or a new
 // one. The ledger record stays issued: hil sign hands the chain out and no device tells it
-// where the chain went.
-func signIssue(ctx context.Context, st *station.Station, name string, data []byte) (*pki.Issued, bool, error) {
-	req := device.IssueRequest{Target: name, CSRPEM: data, DeviceID: csrDeviceID(st.Profile, data)}
+// where the chain went. With an AWS IoT profile the CSR's CN must be a thing name, and it is the
+// record's device id, so the ledger refuses a second key for one thing.
+func (st *signStation) issue(ctx context.Context, name string, data []byte) (*pki.Issued, bool, error) {
+	id := csrDeviceID(st.Profile, data)
+	if st.aws != nil {
+		id = ""
+		if csr := parseCSR(data); csr != nil {
+			if !awsiotThingName(csr.Subject.CommonName) {
+				return nil, false, fmt.Errorf("the CSR's CN %q is not an AWS IoT thing name (1-128 of letters, digits and :_-; the profile's [%s]): nothing was signed",
+					csr.Subject.CommonName, awsiot.Section)
+			}
+			id = csr.Subject.CommonName
+		}
+	}
+	req := device.IssueRequest{Target: name, CSRPEM: data, DeviceID: id}
 	if p := st.Pipeline; p != nil {
 		return p.IssueResult(ctx, req)
 	}
 	is, err := st.Issuer.Issue(ctx, req)
 	return is, false, err
+}
+
+// awsiotThingName says whether cn is an AWS IoT thing name.
+func awsiotThingName(cn string) bool {
+	_, err := awsiot.ThingName(&x509.Certificate{Subject: pkix.Name{CommonName: cn}})
+	return err == nil
+}
+
+// parseCSR is the CSR in data, nil when it does not parse (the pipeline's check says why).
+func parseCSR(data []byte) *x509.CertificateRequest {
+	block := pemBlock(data)
+	if block == nil {
+		return nil
+	}
+	csr, err := x509.ParseCertificateRequest(block)
+	if err != nil {
+		return nil
+	}
+	return csr
 }
 
 // Subject attributes that identify a device (RFC 5280 / X.520).
@@ -375,12 +510,8 @@ func csrDeviceID(p *pki.Profile, data []byte) string {
 	if p == nil {
 		return ""
 	}
-	block := pemBlock(data)
-	if block == nil {
-		return ""
-	}
-	csr, err := x509.ParseCertificateRequest(block)
-	if err != nil {
+	csr := parseCSR(data)
+	if csr == nil {
 		return ""
 	}
 	for _, oid := range []asn1.ObjectIdentifier{oidSerialNumber, oidCommonName} {
