@@ -118,6 +118,7 @@ func imageOfSize(version string, n int) []byte {
 }
 
 func TestImageFormat(t *testing.T) {
+	t.Parallel()
 	img := BuildImage("v1.2", []byte("payload"))
 	if !bytes.HasPrefix(img, []byte("HILSIM-FW version=v1.2\npayload")) || len(img) != 23+7+32 {
 		t.Fatalf("BuildImage = %q", img)
@@ -147,6 +148,7 @@ func TestImageFormat(t *testing.T) {
 // TestLoadySb flashes three sizes with lrzsz's sb, alternating slots, and
 // checks each boots, while dha/ and data/ stay untouched.
 func TestLoadySb(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("sb"); err != nil {
 		t.Skip("lrzsz not installed")
 	}
@@ -225,6 +227,7 @@ func TestLoadySb(t *testing.T) {
 }
 
 func TestLoadyInvalidImageKeepsPreviousSlot(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("sb"); err != nil {
 		t.Skip("lrzsz not installed")
 	}
@@ -338,6 +341,7 @@ func TestLoadyPowerCutMidTransfer(t *testing.T) {
 }
 
 func TestBootROMCommandsAndStrap(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, func(c *Config) { c.BootloaderStrap = true })
 	c := openConsole(t, d, 115200)
 	c.romBanner(10 * time.Second)
@@ -418,6 +422,7 @@ func TestBootROMCommandsAndStrap(t *testing.T) {
 }
 
 func TestBootFallsBackToValidSlot(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, nil)
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
@@ -453,6 +458,7 @@ func TestBootFallsBackToValidSlot(t *testing.T) {
 }
 
 func TestServePower(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, nil)
 	srv, err := d.ServePower()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 )
 
 func TestDeviceFaults(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, nil)
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
@@ -103,6 +104,7 @@ func TestDeviceFaults(t *testing.T) {
 }
 
 func TestLineFaults(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, func(c *Config) { c.Seed = 42 })
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
@@ -164,6 +166,7 @@ func TestLineFaults(t *testing.T) {
 }
 
 func TestPortSpeedMismatchIsGarbage(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, func(c *Config) { c.Baud = 115200 })
 	c := openConsole(t, d, 9600)
 	for i := 0; i < 3; i++ {

@@ -53,6 +53,7 @@ func goodYStream() (payload, stream []byte) {
 
 // TestBootROMReceiveStream: the fuzz target's harness receives a whole batch.
 func TestBootROMReceiveStream(t *testing.T) {
+	t.Parallel()
 	payload, stream := goodYStream()
 	quit := make(chan struct{})
 	close(quit)

@@ -26,6 +26,7 @@ func transfer(t *testing.T, baud int) time.Duration {
 }
 
 func TestLineRate(t *testing.T) {
+	t.Parallel()
 	paced := transfer(t, 115200)
 	free := transfer(t, 0)
 	// 11520 bytes + ~100 of echo, markers and prompt at 11520 B/s: ~1.01 s.

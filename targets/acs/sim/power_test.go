@@ -42,6 +42,7 @@ func processGone(pid int) bool {
 }
 
 func TestPowerCutMidCommand(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, nil)
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
@@ -95,6 +96,7 @@ func TestPowerCutMidCommand(t *testing.T) {
 }
 
 func TestInterruptedCommitIsDroppedAtBoot(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, nil)
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
@@ -120,6 +122,7 @@ func TestInterruptedCommitIsDroppedAtBoot(t *testing.T) {
 }
 
 func TestPortReopenAndShellRespawn(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, nil)
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
@@ -152,6 +155,7 @@ func TestPortReopenAndShellRespawn(t *testing.T) {
 }
 
 func TestRestartKeepsProvisioningAndLocksDir(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "dut1")
 	cfg := Config{Name: "dut1", Dir: dir, Profile: profilePath, BootDelay: -1}
 	d, err := Start(cfg)

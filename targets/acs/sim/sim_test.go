@@ -31,6 +31,7 @@ func provision(t *testing.T, d *Device, c *console, p pki) []byte {
 }
 
 func TestProvisioningCycle(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, nil)
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
@@ -102,6 +103,7 @@ func TestProvisioningCycle(t *testing.T) {
 }
 
 func TestSetCertRefusesMalformedFiles(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, nil)
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)
@@ -154,6 +156,7 @@ func TestSetCertRefusesMalformedFiles(t *testing.T) {
 var restartRE = regexp.MustCompile(`reboot: Restarting system\.\r\n`)
 
 func TestChainSurvivesRebootAndFactoryReset(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, func(c *Config) { c.Firmware = "acs-9.8.7" })
 	c := openConsole(t, d, 115200)
 	c.sync(10 * time.Second)

@@ -91,6 +91,7 @@ func (c *console) startLoady() {
 }
 
 func TestLoadyHandSender(t *testing.T) {
+	t.Parallel()
 	d := startDevice(t, func(c *Config) { c.BootloaderStrap = true })
 	c := openConsole(t, d, 115200)
 	c.romBanner(10 * time.Second)
