@@ -39,6 +39,12 @@ Usage:
                                            sign device CSRs with the DAK (CSR on stdin, chain on stdout)
   hil station --bench FILE --plan PLAN [--listen ADDR] [--operator ID] [--max-duts N]
                                            the end-of-line station: every slot runs the test plan, DUT after DUT
+  hil labels --bench FILE (--device ID | --all) --out DIR
+                                           FFS product labels (Data Matrix, Code 128) from the ledger's records
+  hil control-log --bench FILE --format ffs|sidewalk --out DIR
+                                           the FFS or Sidewalk control log of the devices not yet logged
+  hil reconcile --serials FILE.csv --logs DIR [--bench FILE]
+                                           check a serial-number CSV against the Sidewalk control logs
 
 Run "hil COMMAND -h" (or --help) for a command's usage and flags.
 
@@ -49,7 +55,7 @@ Exit status:
 `
 
 // commands are hil's commands, in the order of the usage text.
-var commands = []string{"sim", "provision", "verify", "dak", "yubikey", "signer", "ledger", "flash", "power", "sign", "station", "help"}
+var commands = []string{"sim", "provision", "verify", "dak", "yubikey", "signer", "ledger", "flash", "power", "sign", "station", "labels", "control-log", "reconcile", "help"}
 
 // errUsage marks errors that are the user's command line, answered with exit status 2.
 var errUsage = errors.New("usage")
@@ -122,6 +128,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdSign(ctx, args[1:], stdout, stderr)
 	case "station":
 		return cmdStation(ctx, args[1:], stdout, stderr)
+	case "labels":
+		return cmdLabels(ctx, args[1:], stdout, stderr)
+	case "control-log":
+		return cmdControlLog(ctx, args[1:], stdout, stderr)
+	case "reconcile":
+		return cmdReconcile(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

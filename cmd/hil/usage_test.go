@@ -18,6 +18,7 @@ var leafCommands = [][]string{
 	{"signer", "serve"}, {"signer", "status"},
 	{"power", "on"}, {"power", "off"}, {"power", "cycle"}, {"power", "state"},
 	{"ledger", "list"}, {"ledger", "show"}, {"ledger", "export"}, {"ledger", "check"}, {"ledger", "import"},
+	{"labels"}, {"control-log"}, {"reconcile"},
 }
 
 // groups are the commands that take a command, with the commands they take.
