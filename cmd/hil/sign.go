@@ -143,11 +143,12 @@ func signOne(ctx context.Context, b *bench.Bench, csrFile, out string, stdout, s
 
 // signJob is one CSR file of a batch and where its chain goes.
 type signJob struct {
-	name string // the CSR file's name without .csr: the chain is <name>.pem
-	path string
-	out  *pendingFile
-	leaf *x509.Certificate // the device certificate issued (or recorded) for it
-	err  error
+	name  string // the CSR file's name without .csr: the chain is <name>.pem
+	path  string
+	chain []byte            // the chain PEM issued (or recorded) for it
+	leaf  *x509.Certificate // its device certificate
+	out   *pendingFile
+	err   error
 }
 
 // signDir signs every *.csr of dir into outDir with jobs goroutines calling the station's
@@ -217,7 +218,7 @@ func signDir(ctx context.Context, b *bench.Bench, dir, outDir string, jobs int, 
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				signJobRun(ctx, st, j, outDir, &reused)
+				signJobRun(ctx, st, j, &reused)
 				if j.err != nil {
 					fail(j, j.err)
 				}
@@ -238,6 +239,7 @@ feed:
 	close(stopProgress)
 	<-progressDone
 
+	writeChains(outDir, list, fail)
 	var files []*pendingFile
 	for _, j := range list {
 		if j.out != nil {
@@ -274,30 +276,44 @@ feed:
 }
 
 // signJobRun issues one CSR of a batch and leaves its chain in a temporary file.
-func signJobRun(ctx context.Context, st *signStation, j *signJob, outDir string, reused *atomic.Int64) {
+func signJobRun(ctx context.Context, st *signStation, j *signJob, reused *atomic.Int64) {
 	data, err := readCSRFile(j.path)
 	if err != nil {
 		j.err = err
 		return
 	}
-	pf, err := createPending(filepath.Join(outDir, j.name+".pem"))
-	if err != nil {
-		j.err = fmt.Errorf("output cannot be written (nothing was signed): %w", err)
-		return
-	}
 	is, wasReused, err := st.issue(ctx, j.name, data)
-	if err == nil {
-		err = pf.write(is.ChainPEM, false)
-	}
 	if err != nil {
-		pf.abort()
 		j.err = err
 		return
 	}
 	if wasReused {
 		reused.Add(1)
 	}
-	j.out, j.leaf = pf, is.Certificate
+	j.chain, j.leaf = is.ChainPEM, is.Certificate
+}
+
+// writeChains writes each issued chain as a temporary file beside its final name. It runs after
+// the issuance, not inside it: creating files while the ledger syncs waits on the file system's
+// journal. A chain whose file cannot be written is in the ledger: a rerun hands it out again.
+func writeChains(outDir string, list []*signJob, fail func(*signJob, error)) {
+	for _, j := range list {
+		if j.chain == nil {
+			continue
+		}
+		pf, err := createPending(filepath.Join(outDir, j.name+".pem"))
+		if err == nil {
+			if err = pf.write(j.chain, false); err != nil {
+				pf.abort()
+			}
+		}
+		if err != nil {
+			j.leaf = nil
+			fail(j, fmt.Errorf("issued and recorded in the ledger, but the chain file cannot be written (run hil sign again for it: no new signature): %w", err))
+			continue
+		}
+		j.out = pf
+	}
 }
 
 // The AWS IoT registration files a batch writes beside the chains.

@@ -3,7 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -29,7 +35,7 @@ type signBench struct {
 	profile   string
 }
 
-func newSignBench(t *testing.T) *signBench {
+func newSignBench(t testing.TB) *signBench {
 	t.Helper()
 	dir := t.TempDir()
 	dak, err := softdak.InitDevelopment(filepath.Join(dir, "dak"), softdak.InitOptions{})
@@ -60,7 +66,7 @@ func newSignBench(t *testing.T) *signBench {
 
 // opensslCSR makes a device key and CSR as the FFS provisioning guide does (openssl req with
 // device.conf); conf overrides the profile (a CSR for another device type).
-func opensslCSR(t *testing.T, dir, name, conf string) string {
+func opensslCSR(t testing.TB, dir, name, conf string) string {
 	t.Helper()
 	csr := filepath.Join(dir, name+".csr")
 	cmd := exec.Command("openssl", "req", "-new", "-nodes", "-config", conf, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -408,4 +414,66 @@ func TestSignPINFileRefused(t *testing.T) {
 	if !strings.Contains(errOut.String(), "white space after the PIN") || strings.Contains(errOut.String(), "271828") {
 		t.Errorf("stderr %q, want the PIN file refused without quoting the PIN", errOut.String())
 	}
+}
+
+// exampleCSR is a CSR for the example profile (fixtures/profiles/device.conf) made in Go, so a
+// benchmark's thousands of devices cost no openssl processes.
+func exampleCSR(b testing.TB) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	oid := func(n int) asn1.ObjectIdentifier { return asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 4843, 1, n} }
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "Example FFS Device"},
+		{Type: oid(1), Value: "0"}, {Type: oid(2), Value: "0"}, {Type: oid(3), Value: "A2EXAMPLE0TYPE"},
+	}}}, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+// BenchmarkSignDir: hil sign --csr-dir on b.N fresh CSRs in one run (station start-up, ledger,
+// audit log and chain files included), ns/op per CSR; beside it the FFS provisioning guide's
+// openssl x509 -req run once per CSR for up to 50 of the same CSRs, and the ratio.
+func BenchmarkSignDir(b *testing.B) {
+	sb := newSignBench(b)
+	csrDir := filepath.Join(b.TempDir(), "csr")
+	if err := os.Mkdir(csrDir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var names []string
+	for i := range b.N {
+		name := filepath.Join(csrDir, fmt.Sprintf("device-%07d.csr", i))
+		if err := os.WriteFile(name, exampleCSR(b), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	outDir := filepath.Join(b.TempDir(), "chains")
+	var stdout, stderr bytes.Buffer
+	b.ResetTimer()
+	start := time.Now()
+	if err := run(context.Background(), []string{"sign", "--bench", sb.file, "--csr-dir", csrDir, "--out", outDir}, &stdout, &stderr); err != nil {
+		b.Fatalf("%v\n%s", err, stderr.String())
+	}
+	hil := time.Since(start)
+	b.StopTimer()
+
+	n := min(b.N, 50)
+	sslDir := b.TempDir()
+	start = time.Now()
+	for i, csr := range names[:n] {
+		out, err := exec.Command("openssl", "x509", "-req", "-in", csr, "-extfile", sb.profile, "-extensions", "req_ext",
+			"-CA", sb.dak.Certificate, "-CAkey", sb.dak.Key, "-days", "1825", "-sha256",
+			"-out", filepath.Join(sslDir, fmt.Sprintf("%d.pem", i))).CombinedOutput()
+		if err != nil {
+			b.Fatalf("openssl x509 -req: %v\n%s", err, out)
+		}
+	}
+	perSSL := time.Since(start) / time.Duration(n)
+	perHil := hil / time.Duration(b.N)
+	b.ReportMetric(float64(perSSL.Microseconds()), "openssl-us/CSR")
+	b.ReportMetric(float64(perSSL)/float64(perHil), "ratio")
 }

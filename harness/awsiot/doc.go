@@ -1,7 +1,6 @@
 // Package awsiot writes what AWS IoT Core needs of a factory line's identities and checks that a
-// device could connect with its own: the AWS whitepaper "Device Manufacturing and Provisioning
-// with X.509 Certificates in AWS IoT Core" (the AWS IoT provisioning whitepaper) and the AWS IoT
-// Core Developer Guide's bulk registration and just-in-time provisioning pages.
+// device could connect with its own (the AWS X.509 provisioning whitepaper; the AWS IoT developer
+// guide's bulk registration, provisioning templates and just-in-time provisioning).
 //
 // # Concepts
 //

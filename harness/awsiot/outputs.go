@@ -61,7 +61,7 @@ func BulkFile(leaves []*x509.Certificate, ca *x509.Certificate) ([]byte, error) 
 	return buf.Bytes(), nil
 }
 
-// template is a provisioning template (AWS IoT Core Developer Guide, "Provisioning templates").
+// template is a provisioning template (the AWS IoT developer guide, "Provisioning templates").
 type template struct {
 	Parameters map[string]parameter `json:"Parameters"`
 	Resources  resources            `json:"Resources"`
