@@ -337,3 +337,44 @@ func TestBusyboxSyncLine(t *testing.T) {
 		t.Errorf("Shell after Sync: %+v", res)
 	}
 }
+
+// TestBusyboxSyncLineFreshConnection: a Console opened on a shell that already shows its prompt
+// has seen no prompt before its probe's echo; Sync types a second probe at the prompt that came
+// and needs no quiet period either (Settle is an hour).
+func TestBusyboxSyncLineFreshConnection(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(busybox); err != nil {
+		t.Skipf("no %s: %v", busybox, err)
+	}
+	cmd := exec.Command(busybox, "sh", "-i")
+	cmd.Env = []string{"PS1=hil$ ", "PATH=/usr/bin:/bin", "HOME=" + t.TempDir(), "TERM=dumb"}
+	cmd.Dir = t.TempDir()
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatalf("starting busybox on a pty: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		f.Close()
+		cmd.Wait()
+	})
+	// The harness connects after the shell printed its prompt: read it away first.
+	var seen []byte
+	buf := make([]byte, 1024)
+	for !bytes.Contains(seen, []byte("hil$ ")) {
+		n, err := f.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the banner: %v (got %q)", err, seen)
+		}
+		seen = append(seen, buf[:n]...)
+	}
+	c := New(f, Options{Name: "bb", Prompt: busyboxPrompt, SyncLine: "#", Settle: time.Hour})
+	t.Cleanup(func() { c.Close() })
+	mustSync(t, c)
+	if res := shellOK(t, c, "echo fresh"); res.Output != "fresh\n" {
+		t.Errorf("Shell after Sync: %+v", res)
+	}
+	if got, err := c.Run(ctxT(t), "echo run"); err != nil || got != "run\n" {
+		t.Errorf("Run after Sync = %q, %v", got, err)
+	}
+}

@@ -241,8 +241,9 @@ func (c *Console) Sync(ctx context.Context) error {
 	}
 	defer c.end()
 	c.setLast("")
+	reprobes := 0
 	for sent := false; ; sent = true {
-		probe, kept := "", 0
+		probe, kept, again := "", 0, false
 		if c.syncLine != "" {
 			probe = c.syncLine + "sync" + strconv.FormatUint(c.seq.Add(1), 10)
 			// The prompt the probe will be typed at stays: probeAnswered looks for it.
@@ -259,9 +260,19 @@ func (c *Console) Sync(ctx context.Context) error {
 		}
 		actx, cancel := context.WithTimeout(ctx, c.syncEvery)
 		err := c.waitFor(actx, func(p []byte, quiet bool) (bool, bool) {
-			if probe != "" && c.probeAnswered(p, probe) {
-				c.pending = c.pending[:0]
-				return true, false
+			if probe != "" {
+				switch c.probeAnswered(p, probe) {
+				case probeFramed:
+					c.pending = c.pending[:0]
+					return true, false
+				case probeUnframed:
+					if reprobes < maxReprobes {
+						// No prompt seen before the echo (a fresh connection): the next
+						// probe is typed at the prompt that came, and is framed.
+						again = true
+						return true, false
+					}
+				}
 			}
 			if _, ok := c.findPrompt(p[min(kept, len(p)):], 0, quiet); !ok || !quiet {
 				// Even a prompt at the end waits for quiet: newlines sent
@@ -273,6 +284,9 @@ func (c *Console) Sync(ctx context.Context) error {
 		})
 		cancel()
 		switch {
+		case err == nil && again:
+			reprobes++
+			continue
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
@@ -413,29 +427,44 @@ func shellLine(seq uint64, cmd string) string {
 	return fmt.Sprintf(`echo '@@'"B%d"'@@'; eval '%s'; echo '@@'"E%d:$?"'@@'`, seq, q, seq)
 }
 
-// probeAnswered reports whether p ends with a prompt that the device printed
+// What Sync's probe line got, see probeAnswered.
+const (
+	probePending  = iota
+	probeFramed   // prompt, echo, prompt: the newest prompt
+	probeUnframed // echo and prompt, no prompt seen before the echo
+)
+
+// maxReprobes bounds the probes Sync sends at once after unframed answers.
+const maxReprobes = 3
+
+// probeAnswered looks at whether p ends with a prompt that the device printed
 // for Sync's probe line: a prompt, the echo of probe on the same line, and
-// then only a prompt. The prompt before the echo tells the line editor's echo
-// from the kernel's echo of a line typed while a command ran (the shell then
-// reads that line again and answers it later).
-func (c *Console) probeAnswered(p []byte, probe string) bool {
+// then only a prompt (probeFramed). The prompt before the echo tells the line
+// editor's echo from the kernel's echo of a line typed while a command ran
+// (the shell then reads that line again and answers it later). On a fresh
+// connection no prompt came before the echo (probeUnframed): Sync then types
+// another probe at the prompt that came.
+func (c *Console) probeAnswered(p []byte, probe string) int {
 	nl := bytes.LastIndexByte(p, '\n')
 	if nl < 0 || !c.promptEnd.Match(p[nl+1:]) {
-		return false
+		return probePending
 	}
 	for off := 0; off <= nl; {
 		s, e, ok := findEcho(p[off:], probe)
 		if !ok {
-			return false
+			return probePending
 		}
 		s, e = s+off, e+off
 		if e == nl+1 {
 			ls := bytes.LastIndexByte(p[:s], '\n') + 1
-			return c.promptEnd.Match(p[ls:s])
+			if c.promptEnd.Match(p[ls:s]) {
+				return probeFramed
+			}
+			return probeUnframed
 		}
 		off = s + 1
 	}
-	return false
+	return probePending
 }
 
 // findEnd finds "<endMark><digits>@@" and returns where it starts, the

@@ -51,6 +51,7 @@ type Device struct {
 	txMu sync.Mutex    // serialises writers of the device->harness line
 	tx   simline.Pacer // guarded by txMu
 	rx   simline.Pacer // used by pumpIn only
+	busy busyClock     // the shell's processing time
 
 	mu       sync.Mutex
 	powered  bool
@@ -766,7 +767,9 @@ func (d *Device) pumpIn() {
 				continue
 			}
 			_ = s.bm.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			_, _ = s.bm.Write(chunk)
+			if n, _ := s.bm.Write(chunk); n > 0 {
+				d.busy.lineIn(chunk[:n])
+			}
 		}
 		if fire != nil {
 			d.powerCutNow(fire.RestoreAfter)

@@ -28,6 +28,7 @@ type session struct {
 
 	exited  chan struct{} // closed when the shell has been reaped
 	outDone chan struct{} // closed when pumpOut has stopped
+	outStop chan struct{} // closed by endSession: pumpOut sends nothing more
 	ctlDone chan struct{} // closed when readCtl has stopped
 	quit    chan struct{} // closed by endSession
 }
@@ -87,6 +88,7 @@ func (d *Device) startSession(gen uint64) (*session, error) {
 		cmd: cmd, pid: cmd.Process.Pid, bm: bm, fifo: fifo, gen: gen,
 		exited:  make(chan struct{}),
 		outDone: make(chan struct{}),
+		outStop: make(chan struct{}),
 		ctlDone: make(chan struct{}),
 		quit:    make(chan struct{}),
 	}
@@ -101,19 +103,39 @@ func (d *Device) startSession(gen uint64) (*session, error) {
 	return s, nil
 }
 
-// pumpOut carries the shell's console output to the harness.
+// pumpOut carries the shell's console output to the harness. A reader of its own takes the
+// output as the shell writes it (a UART driver's buffer), so the shell's prompt is seen when the
+// shell printed it (busyClock) while the sending keeps the line's pace.
 func (d *Device) pumpOut(s *session) {
 	defer d.wg.Done()
 	defer close(s.outDone)
-	buf := make([]byte, 4096)
-	for {
-		n, err := s.bm.Read(buf)
-		if n > 0 {
-			d.send(buf[:n], s.gen)
+	out := make(chan []byte, 16) // full: the shell's writes block, as on a full tty buffer
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer close(out)
+		var tail []byte
+		for {
+			buf := make([]byte, 4096)
+			n, err := s.bm.Read(buf)
+			if n > 0 {
+				if promptSeen(&tail, buf[:n]) {
+					d.busy.prompt()
+				}
+				out <- buf[:n]
+			}
+			if err != nil {
+				return // EIO once every process of the session has closed pty B
+			}
 		}
-		if err != nil {
-			return // EIO once every process of the session has closed pty B
+	}()
+	for p := range out {
+		select {
+		case <-s.outStop:
+			continue // drop the rest; the reader ends with pty B
+		default:
 		}
+		d.send(p, s.gen)
 	}
 }
 
@@ -154,8 +176,10 @@ func (d *Device) endSession(s *session, drain bool) {
 	}
 	// Closing the master also ends pumpOut if a process escaped the kill
 	// and still holds pty B open.
+	close(s.outStop)
 	s.bm.Close()
 	<-s.outDone
+	d.busy.stop()
 	s.fifo.Close()
 	<-s.ctlDone
 }
