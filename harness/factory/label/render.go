@@ -8,10 +8,12 @@ import (
 	"hash/crc32"
 	"html"
 	"image"
+	"image/color"
 	"image/draw"
 	"image/png"
 	"math"
 	"strings"
+	"sync"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -98,57 +100,80 @@ func (l *Label) layout(m int) layout {
 	return lo
 }
 
-// Image draws the label at o's module size.
-func (l *Label) Image(o Options) (*image.Gray, error) {
+// Image draws the label at o's module size: two colours, white (0) and black (1), so the PNG
+// is written with 1 bit a pixel.
+func (l *Label) Image(o Options) (*image.Paletted, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
 	lo := l.layout(o.ModuleSize)
-	img := image.NewGray(image.Rect(0, 0, lo.w, lo.h))
-	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
+	img := image.NewPaletted(image.Rect(0, 0, lo.w, lo.h), color.Palette{color.Gray{Y: 0xff}, color.Gray{Y: 0}})
 	m := lo.m
 	for y, row := range l.Matrix.Modules {
 		for x, dark := range row {
 			if dark {
-				draw.Draw(img, image.Rect(lo.dmX+x*m, lo.dmY+y*m, lo.dmX+(x+1)*m, lo.dmY+(y+1)*m), image.Black, image.Point{}, draw.Src)
+				fill(img, image.Rect(lo.dmX+x*m, lo.dmY+y*m, lo.dmX+(x+1)*m, lo.dmY+(y+1)*m))
 			}
 		}
 	}
 	for x, bar := range l.Code128 {
 		if bar {
-			draw.Draw(img, image.Rect(lo.barX+x*m, lo.barY, lo.barX+(x+1)*m, lo.barY+lo.barH), image.Black, image.Point{}, draw.Src)
+			fill(img, image.Rect(lo.barX+x*m, lo.barY, lo.barX+(x+1)*m, lo.barY+lo.barH))
 		}
 	}
 	// The text, drawn at the font's own size and scaled up by whole pixels (a bitmap font).
-	face := basicfont.Face7x13
 	small := image.NewGray(image.Rect(0, 0, len(l.Serial)*7, 13))
 	draw.Draw(small, small.Bounds(), image.White, image.Point{}, draw.Src)
-	d := font.Drawer{Dst: small, Src: image.Black, Face: face, Dot: fixed.P(0, 11)}
+	d := font.Drawer{Dst: small, Src: image.Black, Face: basicfont.Face7x13, Dot: fixed.P(0, 11)}
 	d.DrawString(l.Serial)
 	s := lo.textSize
 	top := lo.textY - 11*s
 	for y := 0; y < 13; y++ {
 		for x := 0; x < small.Bounds().Dx(); x++ {
 			if small.GrayAt(x, y).Y < 128 {
-				draw.Draw(img, image.Rect(lo.textX+x*s, top+y*s, lo.textX+(x+1)*s, top+(y+1)*s), image.Black, image.Point{}, draw.Src)
+				fill(img, image.Rect(lo.textX+x*s, top+y*s, lo.textX+(x+1)*s, top+(y+1)*s))
 			}
 		}
 	}
 	return img, nil
 }
 
-// PNG is the label as a greyscale PNG that records o.DPI.
+// fill blackens r (inside img).
+func fill(img *image.Paletted, r image.Rectangle) {
+	r = r.Intersect(img.Rect)
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		row := img.Pix[img.PixOffset(r.Min.X, y):img.PixOffset(r.Max.X, y)]
+		for i := range row {
+			row[i] = 1
+		}
+	}
+}
+
+// PNG is the label as a black and white PNG that records o.DPI.
 func (l *Label) PNG(o Options) ([]byte, error) {
 	img, err := l.Image(o)
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
+	if err := (&png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: pngBuffers}).Encode(&buf, img); err != nil {
 		return nil, err
 	}
 	return withPHYs(buf.Bytes(), o.DPI)
 }
+
+// pngBuffers keeps the PNG encoder's buffers and zlib writer between labels (making a zlib
+// writer costs as much as compressing a label).
+var pngBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() *png.EncoderBuffer {
+	e, _ := b.p.Get().(*png.EncoderBuffer)
+	return e
+}
+
+func (b *bufferPool) Put(e *png.EncoderBuffer) { b.p.Put(e) }
 
 // withPHYs adds the pHYs chunk (PNG specification 11.3.5.3: pixels per metre) after IHDR, so
 // a print dialog sizes the label from the file; image/png does not write it.
