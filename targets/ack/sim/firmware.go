@@ -34,10 +34,22 @@ type runState struct {
 	staged   []byte
 	stageLen int
 	stageSum string
-	uploaded int // DATA payload bytes since boot, for PowerCut "upload"
+	uploaded int       // DATA payload bytes since boot, for PowerCut "upload"
+	lineAt   time.Time // when the line being answered ended; zero once answered
 }
 
-func (r *runState) send(s string) { r.m.sendRaw([]byte(s), r.gen) }
+// send puts s on the line. The first send after a received line ends the module's work on it:
+// the time since the line ended is processing time.
+func (r *runState) send(s string) {
+	if !r.lineAt.IsZero() {
+		d := time.Since(r.lineAt)
+		r.lineAt = time.Time{}
+		r.m.mu.Lock()
+		r.m.stats.Processing += d
+		r.m.mu.Unlock()
+	}
+	r.m.sendRaw([]byte(s), r.gen)
+}
 
 func (r *runState) frame(seq, verb string, payload []byte) string {
 	body := r.m.cfg.Dialect + "|" + seq + "|" + verb + "|" + base64.StdEncoding.EncodeToString(payload) + "|"
@@ -70,7 +82,9 @@ func (r *runState) loop() {
 				if b == '\n' {
 					line := strings.TrimSuffix(string(r.line), "\r")
 					r.line = r.line[:0]
+					r.lineAt = time.Now()
 					r.handleLine(line)
+					r.lineAt = time.Time{} // no answer (noise, a power cut): not the module's work
 					if r.stopped() {
 						return
 					}

@@ -78,6 +78,9 @@ type PowerCut struct {
 type Stats struct {
 	FramesReceived, Damaged, NAKsSent, Duplicates, Commits, Boots, PowerCuts, Busy int
 	BytesIn, BytesOut                                                              int64
+	// Processing is the module's own time: from a request line's end to its answer ready to go
+	// (the answer's line time not included). No host can take it away.
+	Processing time.Duration
 }
 
 // Module is one simulated ACK module.
