@@ -81,7 +81,9 @@ func cmdLabels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	var files []outdir.File
+	// One line per distinct warning, not per label: a batch's payloads are mostly alike.
 	var warnings []string
+	count := map[string]int{}
 	for i := range devs {
 		f, warn, err := makeLabel(ctx, lg, &devs[i], lc.Template, opts)
 		if err != nil {
@@ -89,11 +91,14 @@ func cmdLabels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		files = append(files, f...)
 		if warn != "" {
-			warnings = append(warnings, devs[i].Name()+": "+warn)
+			if count[warn] == 0 {
+				warnings = append(warnings, warn)
+			}
+			count[warn]++
 		}
 	}
 	for _, w := range warnings {
-		fmt.Fprintln(stderr, "warning:", w)
+		fmt.Fprintf(stderr, "warning: %s (%d of %d labels)\n", w, count[w], len(devs))
 	}
 	if err := outdir.Write(*out, files); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/datamatrix"
@@ -349,4 +350,42 @@ func BenchmarkLabel(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "labels/s")
+}
+
+// TestSVGInChromium: the SVG, drawn by a browser (headless chromium, one CSS pixel a dot), reads
+// back with dmtxread as the record's payload and with zbarimg as the serial.
+func TestSVGInChromium(t *testing.T) {
+	t.Parallel()
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("no chromium, the SVG's judge: install it (scripts/deps.sh)")
+	}
+	m := makeLabels(t, "G3A0PA01802300PE")[0]
+	svg, err := m.label.SVG(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := m.label.Image(opts)
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "label.svg"), svg, 0o644)
+	page := fmt.Sprintf(`<html><body style="margin:0;background:#fff"><img src="label.svg" style="display:block;width:%dpx;height:%dpx"></body></html>`, w, h)
+	os.WriteFile(filepath.Join(dir, "page.html"), []byte(page), 0o644)
+	shot := filepath.Join(dir, "shot.png")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+		"--user-data-dir="+filepath.Join(dir, "profile"), fmt.Sprintf("--window-size=%d,%d", w, h+20),
+		"--screenshot="+shot, "file://"+filepath.Join(dir, "page.html"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	got, err := exec.Command("dmtxread", "-N1", shot).Output()
+	if err != nil || string(got) != m.payload {
+		t.Errorf("dmtxread of the SVG drawn by chromium: %v, payload equal %v", err, string(got) == m.payload)
+	}
+	zb, err := exec.Command("zbarimg", "--raw", "-q", shot).Output()
+	if err != nil || strings.TrimSpace(string(zb)) != m.dev.ID() {
+		t.Errorf("zbarimg of the SVG drawn by chromium: %q, %v", zb, err)
+	}
 }

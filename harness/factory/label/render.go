@@ -22,7 +22,8 @@ import (
 
 // Options say how big a label prints.
 type Options struct {
-	// ModuleSize is the printer dots per module (Data Matrix cell, Code 128 narrow bar).
+	// ModuleSize is the printer dots per Data Matrix module (Code 128's narrow bar is half of it, 2
+	// dots at least).
 	ModuleSize int
 	// DPI is the printer's resolution, dots per inch: the PNG records it (pHYs) and the SVG's
 	// width and height are in millimetres from it.
@@ -70,6 +71,7 @@ func New(payload, serial string) (*Label, error) {
 // layout places the label's parts, in dots.
 type layout struct {
 	m                      int // module size
+	x                      int // Code 128 module (narrow bar) size
 	w, h                   int // label
 	dmX, dmY               int // Data Matrix top left
 	barX, barY, barH       int // Code 128
@@ -87,10 +89,13 @@ func (l *Label) layout(m int) layout {
 	var lo layout
 	lo.m = m
 	dm := l.Matrix.Size * m
-	bars := len(l.Code128) * m
+	// Code 128's narrow bar is half a Data Matrix module (2 dots at least): a 16-character
+	// serial is then about 36 mm wide at the default 4 dots and 300 DPI, not 72.
+	lo.x = max(2, (m+1)/2)
+	bars := len(l.Code128) * lo.x
 	lo.textSize = max(1, (m+1)/2)
 	textW := len(l.Serial) * 7 * lo.textSize
-	lo.w = max(dm+2*dmQuiet*m, bars+2*barQuiet*m, textW+2*dmQuiet*m)
+	lo.w = max(dm+2*dmQuiet*m, bars+2*barQuiet*lo.x, textW+2*dmQuiet*m)
 	lo.dmX, lo.dmY = (lo.w-dm)/2, dmQuiet*m
 	lo.barX, lo.barY = (lo.w-bars)/2, lo.dmY+dm+3*m
 	lo.barH = max(12*m, 24)
@@ -118,7 +123,7 @@ func (l *Label) Image(o Options) (*image.Paletted, error) {
 	}
 	for x, bar := range l.Code128 {
 		if bar {
-			fill(img, image.Rect(lo.barX+x*m, lo.barY, lo.barX+(x+1)*m, lo.barY+lo.barH))
+			fill(img, image.Rect(lo.barX+x*lo.x, lo.barY, lo.barX+(x+1)*lo.x, lo.barY+lo.barH))
 		}
 	}
 	// The text, drawn at the font's own size and scaled up by whole pixels (a bitmap font).
@@ -233,7 +238,7 @@ func (l *Label) SVG(o Options) ([]byte, error) {
 		for x+run < len(l.Code128) && l.Code128[x+run] {
 			run++
 		}
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d"/>`+"\n", lo.barX+x*m, lo.barY, run*m, lo.barH)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d"/>`+"\n", lo.barX+x*lo.x, lo.barY, run*lo.x, lo.barH)
 		x += run
 	}
 	fmt.Fprintf(&b, "</g>\n"+`<text x="%d" y="%d" font-family="monospace" font-size="%d" textLength="%d">%s</text>`+"\n</svg>\n",
