@@ -60,6 +60,8 @@ type Server struct {
 	encoded []byte // the latest snapshot as JSON
 	slots   map[string]bool
 	subs    map[*subscriber]struct{}
+	closed  chan struct{} // closed by Close: event streams end, new ones are refused
+	close   sync.Once
 }
 
 // subscriber is one open event stream. wake holds at most one pending signal, so Publish
@@ -83,7 +85,7 @@ func New(ctl Control, opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{ctl: ctl, opts: opts, log: log, subs: map[*subscriber]struct{}{}}
+	s := &Server{ctl: ctl, opts: opts, log: log, subs: map[*subscriber]struct{}{}, closed: make(chan struct{})}
 	s.Publish(Snapshot{})
 	return s
 }
@@ -121,6 +123,14 @@ func (s *Server) Publish(snap Snapshot) {
 		default: // already woken: it will read the latest snapshot anyway
 		}
 	}
+}
+
+// Close ends every event stream and refuses new ones (503); the rest of the page keeps
+// working. An http.Server's Shutdown, and httptest.Server's Close, wait for handlers to
+// return, and an event stream returns only when its client leaves, its context ends or Close
+// is called: call Close first. (Serve's streams also end with its context.)
+func (s *Server) Close() {
+	s.close.Do(func() { close(s.closed) })
 }
 
 // latest returns the last published snapshot's JSON and its version.
@@ -239,6 +249,12 @@ func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
 // Publish. A client that does not read within WriteTimeout is dropped.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	sub := &subscriber{wake: make(chan struct{}, 1)}
+	select {
+	case <-s.closed:
+		httpError(w, http.StatusServiceUnavailable, "the station is shutting down")
+		return
+	default:
+	}
 	s.mu.Lock()
 	if len(s.subs) >= s.opts.MaxClients {
 		s.mu.Unlock()
@@ -289,6 +305,8 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-r.Context().Done():
+			return
+		case <-s.closed:
 			return
 		case <-sub.wake:
 		case <-heartbeat.C:

@@ -565,6 +565,28 @@ func TestTooManyStreams(t *testing.T) {
 	waitFor(t, "the first stream to close", func() bool { return s.clients() == 0 })
 }
 
+func TestCloseEndsStreams(t *testing.T) {
+	t.Parallel()
+	ctl := &fakeControl{}
+	s := New(ctl, Options{})
+	ts := httptest.NewServer(s.Handler())
+	events, closeEvents := openEvents(t, t.Context(), ts)
+	defer closeEvents()
+	readEvent(t, events)
+	s.Close()
+	if _, err := io.ReadAll(events); err != nil {
+		t.Fatalf("the event stream did not end cleanly: %v", err)
+	}
+	code, body, _ := do(t, ts, "GET", "/api/events", "", nil)
+	if code != 503 || !strings.Contains(body, "shutting down") {
+		t.Fatalf("a stream after Close: %d %q", code, body)
+	}
+	if code, _, _ := do(t, ts, "GET", "/api/state", "", nil); code != 200 {
+		t.Fatalf("state after Close: %d", code)
+	}
+	ts.Close() // returns: no handler left waiting
+}
+
 func TestServeEndsWithItsContext(t *testing.T) {
 	t.Parallel()
 	s := New(&fakeControl{}, Options{})
