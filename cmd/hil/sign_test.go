@@ -23,7 +23,9 @@ import (
 	"hilbench/harness/bench"
 	"hilbench/harness/pki"
 	"hilbench/harness/signer/softdak"
+	yksim "hilbench/harness/signer/yubikey/sim"
 	"hilbench/harness/station"
+	"hilbench/targets/simbench"
 )
 
 // signBench is a signing station's bench: a development SoftDAK, the example profile, a ledger
@@ -476,4 +478,120 @@ func BenchmarkSignDir(b *testing.B) {
 	perHil := hil / time.Duration(b.N)
 	b.ReportMetric(float64(perSSL.Microseconds()), "openssl-us/CSR")
 	b.ReportMetric(float64(perSSL)/float64(perHil), "ratio")
+}
+
+// startPCSCD starts pcscd when it is installed and not running (as scripts/deps.sh and CI do);
+// without it the test is skipped (failed with CI=true).
+func startPCSCD(t *testing.T) {
+	t.Helper()
+	if exec.Command("pgrep", "-x", "pcscd").Run() == nil {
+		return
+	}
+	skip := func(why string) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(why)
+		}
+		t.Skip(why)
+	}
+	if _, err := exec.LookPath("pcscd"); err != nil {
+		skip("pcscd is not installed (scripts/deps.sh installs it with vsmartcard-vpcd)")
+	}
+	if out, err := exec.Command("pcscd").CombinedOutput(); err != nil {
+		skip(fmt.Sprintf("starting pcscd: %v %s", err, out))
+	}
+	for range 50 {
+		if _, err := os.Stat("/run/pcscd/pcscd.comm"); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	skip("pcscd did not open its socket")
+}
+
+// hil sign with the DAK on a virtual YubiKey (through pcscd): the right PIN file signs; a wrong
+// one is tried once and remembered, not tried again unchanged; with one retry left the guard
+// tries nothing. The card's retry counter proves what was tried; no PIN reaches the output.
+func TestSignYubiKeyPINGuard(t *testing.T) {
+	startPCSCD(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	yk, err := simbench.StartVirtualYubiKey(ctx, filepath.Join(dir, "card"), filepath.Join(dir, "dak"), "127.0.0.1:35963")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer yk.Close()
+	sb := newSignBench(t)
+	csr := opensslCSR(t, sb.dir, "device", sb.profile)
+	pinFile := filepath.Join(dir, "pin")
+	b := *sb.b
+	b.Signer = yk.Signer
+	b.Signer.PINFile, b.Signer.StateDir = pinFile, filepath.Join(dir, "state")
+	if err := os.WriteFile(pinFile, []byte(yksim.DefaultPIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	benchFile := filepath.Join(dir, "yubikey.yaml")
+	if err := b.Write(benchFile); err != nil {
+		t.Fatal(err)
+	}
+	sign := func(pin string) (stdout, stderr string, code int) {
+		t.Helper()
+		if pin != "" {
+			// A new file each time: an edited PIN file may be tried again.
+			tmp := pinFile + ".new"
+			if err := os.WriteFile(tmp, []byte(pin+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, pinFile); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := hilProc(ctx, "sign", "--bench", benchFile, "--csr", csr)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"123456", "1111111", "2222222", "3333333"} {
+			if strings.Contains(out.String()+errOut.String(), p) {
+				t.Errorf("the output quotes PIN %s", p)
+			}
+		}
+		return out.String(), errOut.String(), code
+	}
+	retries := func() int { pin, _ := yk.Card.Retries(); return pin }
+
+	out, errOut, code := sign(yksim.DefaultPIN)
+	if code != 0 {
+		t.Fatalf("the right PIN: exit %d: %s", code, errOut)
+	}
+	chainFile := filepath.Join(dir, "chain.pem")
+	if err := os.WriteFile(chainFile, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opensslVerify(t, yk.Signer.Roots[0], chainFile)
+	full := retries()
+
+	for _, c := range []struct {
+		pin     string // "" keeps the file as it is
+		want    string
+		retries int
+	}{
+		{"1111111", "wrong", full - 1},
+		{"", "fix the file first", full - 1},
+		{"2222222", "wrong", full - 2},
+		{"3333333", "allow_last_retry", full - 2}, // one left: not tried without allow_last_retry
+	} {
+		out, errOut, code := sign(c.pin)
+		if code != 1 || out != "" || !strings.Contains(errOut, c.want) {
+			t.Errorf("PIN file %q: exit %d, stdout %q, stderr %q; want exit 1, nothing on stdout, a reason saying %q", c.pin, code, out, errOut, c.want)
+		}
+		if got := retries(); got != c.retries {
+			t.Errorf("PIN file %q: the card has %d retries left, want %d", c.pin, got, c.retries)
+		}
+	}
 }
