@@ -192,17 +192,40 @@ func (s *sender) transfer(name string, data []byte) error {
 	}
 	s.dataT0 = time.Now()
 	total := int64(len(data))
+	// The next block is ready when the ACK lands and goes out at once: it is framed, and the
+	// previous block's progress reported, while the block before it is on the line.
+	blockAt := func(num, off int) []byte {
+		return frame(byte(num), data[off:min(off+1024, len(data))], cpmEOF)
+	}
+	var next []byte
+	if len(data) > 0 {
+		next = blockAt(1, 0)
+	}
+	var report func() // the last acknowledged block's progress, not yet reported
 	for off, num := 0, 1; off < len(data); num++ {
-		n := min(len(data)-off, 1024)
-		if err := s.sendBlock(fmt.Sprintf("block %d (offset %d)", num, off), frame(byte(num), data[off:off+n], cpmEOF)); err != nil {
+		f, n := next, min(len(data)-off, 1024)
+		err := s.sendBlockThen(fmt.Sprintf("block %d (offset %d)", num, off), f, func() {
+			if report != nil {
+				report()
+				report = nil
+			}
+			if off+n < len(data) {
+				next = blockAt(num+1, off+n)
+			}
+		})
+		if err != nil {
 			return err
 		}
 		off += n
 		s.st.Bytes, s.st.Blocks = int64(off), s.st.Blocks+1
 		s.dataT1 = time.Now()
 		if s.opts.Progress != nil {
-			s.opts.Progress(int64(off), total)
+			sent := int64(off)
+			report = func() { s.opts.Progress(sent, total) }
 		}
+	}
+	if report != nil {
+		report()
 	}
 	if err := s.sendEOT(); err != nil {
 		return err

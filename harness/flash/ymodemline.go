@@ -165,6 +165,12 @@ func (s *sender) missed(err error) (string, error) {
 // sendBlock sends a block until it is acknowledged, resending on NAK,
 // timeout and garbage.
 func (s *sender) sendBlock(what string, f []byte) error {
+	return s.sendBlockThen(what, f, nil)
+}
+
+// sendBlockThen is sendBlock that runs meanwhile (when not nil) once, right
+// after the block's first write, while it crosses the line.
+func (s *sender) sendBlockThen(what string, f []byte, meanwhile func()) error {
 	for try := 0; ; try++ {
 		if try > 0 {
 			s.st.Retransmits++
@@ -172,6 +178,10 @@ func (s *sender) sendBlock(what string, f []byte) error {
 		s.purge()
 		if _, err := s.w.Write(f); err != nil {
 			return fmt.Errorf("writing %s: %w", what, err)
+		}
+		if meanwhile != nil {
+			meanwhile()
+			meanwhile = nil
 		}
 		b, err := s.answer()
 		if err == nil && b == ack {
