@@ -16,9 +16,10 @@ import (
 	"hilbench/harness/ledger"
 )
 
-const controlLogSynopsis = `--bench FILE --format ffs|sidewalk --out DIR
+const controlLogSynopsis = `--bench FILE --format ffs|sidewalk --out DIR [--unverified]
 
-Write the control log of the verified devices in the ledger that no log in DIR lists yet
+Write the control log of the verified devices in the ledger (with --unverified: also devices
+whose chain was issued, by hil sign, but not read back) that no log in DIR lists yet
 (one batch a run; nothing when there are none), with a SHA-256 file beside it:
   ffs       FFS_CONTROL_LOG_<yyyyMMddhhmmss>.json: each device's serial/DSN, the product
             (factory.device_type) and its DHA public key as the FFS provisioning guide gives
@@ -33,6 +34,7 @@ func cmdControlLog(ctx context.Context, args []string, stdout, stderr io.Writer)
 	benchFile := fs.String("bench", "", "bench file (YAML): the ledger and the factory settings")
 	format := fs.String("format", "", "ffs or sidewalk")
 	out := fs.String("out", "", "directory of the control logs")
+	unverified := fs.Bool("unverified", false, "also devices whose chain was issued (hil sign) but not read back from the device")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -57,7 +59,7 @@ func cmdControlLog(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer lg.Close()
-	devs, err := devices.All(ctx, lg)
+	devs, err := devices.All(ctx, lg, which(*unverified))
 	if err != nil {
 		return err
 	}
@@ -66,7 +68,7 @@ func cmdControlLog(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	if batch.Devices == 0 {
-		fmt.Fprintf(stdout, "no new devices: %d verified, all in earlier logs in %s; nothing written\n", batch.Skipped, *out)
+		fmt.Fprintf(stdout, "no new devices: %d in the ledger, all in earlier logs in %s; nothing written\n", batch.Skipped, *out)
 		return nil
 	}
 	if err := outdir.Write(*out, batch.Files()); err != nil {

@@ -16,9 +16,10 @@ import (
 	"hilbench/harness/pki"
 )
 
-const labelsSynopsis = `--bench FILE (--device ID | --all) --out DIR [flags]
+const labelsSynopsis = `--bench FILE (--device ID | --all) --out DIR [--unverified]
 
-Make the FFS product label of verified devices from their ledger records: the 2D barcode
+Make the FFS product label of verified devices (with --unverified: also devices whose chain was
+issued, by hil sign, but not read back) from their ledger records: the 2D barcode
 payload of the bench's factory.labels.template ({serial}: the device's serial/DSN, {puk}: the
 compressed DHA public key from the recorded chain, {pin}: the device's setup PIN, made once
 and kept in the ledger) as a Data Matrix, the serial as Code 128 and as text; <serial>.png and
@@ -33,6 +34,7 @@ func cmdLabels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dev := fs.String("device", "", "the device to label: its serial/DSN or device key")
 	all := fs.Bool("all", false, "label every verified device in the ledger")
 	out := fs.String("out", "", "directory the labels go to")
+	unverified := fs.Bool("unverified", false, "also devices whose chain was issued (hil sign) but not read back from the device")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -66,18 +68,18 @@ func cmdLabels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer lg.Close()
 	var devs []devices.Device
 	if *all {
-		if devs, err = devices.All(ctx, lg); err != nil {
+		if devs, err = devices.All(ctx, lg, which(*unverified)); err != nil {
 			return err
 		}
 	} else {
-		d, err := devices.One(ctx, lg, *dev)
+		d, err := devices.One(ctx, lg, *dev, which(*unverified))
 		if err != nil {
 			return err
 		}
 		devs = []devices.Device{d}
 	}
 	if len(devs) == 0 {
-		fmt.Fprintf(stdout, "no verified devices in the ledger %s: no labels\n", lg.Describe())
+		fmt.Fprintf(stdout, "no devices in the ledger %s (see --unverified): no labels\n", lg.Describe())
 		return nil
 	}
 	var files []outdir.File
@@ -142,6 +144,14 @@ func makeLabel(ctx context.Context, lg ledger.Store, d *devices.Device, tmpl str
 	}
 	base := labelFileName(d)
 	return []outdir.File{{Name: base + ".png", Data: png}, {Name: base + ".svg", Data: svg}}, lb.Matrix.Warning, nil
+}
+
+// which is the records a command's --unverified flag selects.
+func which(unverified bool) devices.Which {
+	if unverified {
+		return devices.Unverified
+	}
+	return devices.Verified
 }
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)

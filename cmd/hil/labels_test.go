@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"hilbench/fixtures"
+	"hilbench/harness/bench"
 	"hilbench/harness/ledger"
+	"hilbench/harness/signer/softdak"
 	"hilbench/targets/simbench"
 )
 
@@ -195,5 +198,62 @@ func TestLabelsBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("refused runs made %s", out)
+	}
+}
+
+// TestLabelsOfSignedCSRs: hil sign (the CSR Signing Application's drop-in) leaves its records
+// issued, never read back from a device: labels and control logs take them with --unverified
+// only, the device id being the CSR's per-device CN.
+func TestLabelsOfSignedCSRs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dak, err := softdak.InitDevelopment(filepath.Join(dir, "dak"), softdak.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const serial = "G3A0PA0180230099"
+	profile := filepath.Join(dir, "device.conf")
+	conf := strings.Replace(string(fixtures.DeviceConf), "CN = Example FFS Device", "CN = "+serial, 1)
+	if conf == string(fixtures.DeviceConf) {
+		t.Fatal("the example profile has no CN line to change")
+	}
+	os.WriteFile(profile, []byte(conf), 0o644)
+	b := &bench.Bench{
+		Signer:  bench.SignerConfig{Type: "softdak", Key: dak.Key, Certificate: dak.Certificate, Roots: []string{dak.RootCertificate}},
+		Profile: bench.ProfileConfig{DeviceConf: profile, PerDeviceFields: []string{"CN"}},
+		Output:  filepath.Join(dir, "out"),
+		Factory: bench.FactoryConfig{DeviceType: "A17XHX23H06INH", Labels: bench.LabelsConfig{Template: "ABV:IB01;SERNUM:{serial};PID:ebK3;PUK:{puk};PIN:{pin};"},
+			Sidewalk: bench.SidewalkConfig{APID: "pd25"}},
+		Targets: []bench.Target{{Name: "dut1", Family: "acs", Console: bench.Console{Port: "/dev/null"}}},
+	}
+	benchFile := filepath.Join(dir, "bench.yaml")
+	if err := b.Write(benchFile); err != nil {
+		t.Fatal(err)
+	}
+	csr := filepath.Join(dir, "device.csr")
+	if out, err := exec.Command("openssl", "req", "-new", "-nodes", "-config", profile, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+		"-keyout", filepath.Join(dir, "device.key"), "-out", csr).CombinedOutput(); err != nil {
+		t.Fatalf("openssl req: %v\n%s", err, out)
+	}
+	if out, err := hil(t, "sign", "--bench", benchFile, "--csr", csr, "--out", filepath.Join(dir, "chain.pem")); err != nil {
+		t.Fatalf("hil sign: %v\n%s", err, out)
+	}
+	labels := filepath.Join(dir, "labels")
+	if _, err := hil(t, "labels", "--bench", benchFile, "--device", serial, "--out", labels); err == nil || !strings.Contains(err.Error(), "none verified") {
+		t.Errorf("labels of an issued record without --unverified: %v", err)
+	}
+	if out, err := hil(t, "labels", "--bench", benchFile, "--device", serial, "--out", labels, "--unverified"); err != nil {
+		t.Fatalf("labels --unverified: %v\n%s", err, out)
+	}
+	got, err := exec.Command("dmtxread", "-N1", filepath.Join(labels, serial+".png")).Output()
+	if err != nil || payloadFields(string(got))["SERNUM"] != serial {
+		t.Errorf("dmtxread: %q, %v", got, err)
+	}
+	chain, _ := os.ReadFile(filepath.Join(dir, "chain.pem"))
+	if want := opensslCompressedKey(t, string(chain)); payloadFields(string(got))["PUK"] != want {
+		t.Errorf("PUK %s, openssl gives %s", payloadFields(string(got))["PUK"], want)
+	}
+	if out, err := hil(t, "control-log", "--bench", benchFile, "--format", "sidewalk", "--out", filepath.Join(dir, "logs"), "--unverified"); err != nil || !strings.Contains(out, ": 1 devices") {
+		t.Errorf("control-log --unverified: %v\n%s", err, out)
 	}
 }

@@ -76,7 +76,7 @@ func newDevices(t *testing.T, ids ...string) (*factorytest.Ledger, []devices.Dev
 	for _, id := range ids {
 		l.Add(t, id)
 	}
-	devs, err := devices.All(context.Background(), l)
+	devs, err := devices.All(context.Background(), l, devices.Verified)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Add(t, "DSN-C")
-	devs, _ = devices.All(ctx, l)
+	devs, _ = devices.All(ctx, l, devices.Verified)
 	b2, err := Make(FormatSidewalk, devs, cfg, dir, t0.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,9 @@
 //
 //   - A device is a live ledger record that was read back from the device (verified): its
 //     chain is on the device and is the one issued. Records only reserved, issued or stored are
-//     not yet facts about the device and are left out.
+//     not yet facts about the device and are left out, unless the caller takes issued ones too
+//     (Unverified): `hil sign`, the CSR Signing Application's drop-in, never sees the device, so
+//     its records stay issued.
 //   - The device's public key comes from the record's chain (the leaf), never from elsewhere.
 package devices
 
@@ -51,9 +53,39 @@ func (d *Device) Name() string {
 // ErrNoDevice: no verified record matches the device asked for.
 var ErrNoDevice = errors.New("no verified ledger record")
 
-// All returns every verified device, ordered by device id then record id.
-func All(ctx context.Context, l Lister) ([]Device, error) {
-	recs, err := l.List(ctx, ledger.Filter{State: ledger.Verified})
+// Which says which records count as devices.
+type Which int
+
+const (
+	// Verified: records read back from the device.
+	Verified Which = iota
+	// Unverified: also records issued or stored but not read back (hil sign's).
+	Unverified
+)
+
+func (w Which) states() []ledger.State {
+	if w == Unverified {
+		return []ledger.State{ledger.Issued, ledger.Stored, ledger.Verified}
+	}
+	return []ledger.State{ledger.Verified}
+}
+
+func list(ctx context.Context, l Lister, f ledger.Filter, w Which) ([]ledger.Record, error) {
+	var recs []ledger.Record
+	for _, st := range w.states() {
+		f.State = st
+		r, err := l.List(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r...)
+	}
+	return recs, nil
+}
+
+// All returns every device, ordered by device id then record id.
+func All(ctx context.Context, l Lister, w Which) ([]Device, error) {
+	recs, err := list(ctx, l, ledger.Filter{}, w)
 	if err != nil {
 		return nil, err
 	}
@@ -74,10 +106,10 @@ func All(ctx context.Context, l Lister) ([]Device, error) {
 	return out, nil
 }
 
-// One returns the verified device whose serial/DSN or device key is id.
-func One(ctx context.Context, l Lister, id string) (Device, error) {
-	for _, f := range []ledger.Filter{{DeviceID: id, State: ledger.Verified}, {DeviceKey: id, State: ledger.Verified}} {
-		recs, err := l.List(ctx, f)
+// One returns the device whose serial/DSN or device key is id.
+func One(ctx context.Context, l Lister, id string, w Which) (Device, error) {
+	for _, f := range []ledger.Filter{{DeviceID: id}, {DeviceKey: id}} {
+		recs, err := list(ctx, l, f, w)
 		if err != nil {
 			return Device{}, err
 		}
@@ -85,7 +117,11 @@ func One(ctx context.Context, l Lister, id string) (Device, error) {
 			return fromRecord(recs[len(recs)-1])
 		}
 	}
-	return Device{}, fmt.Errorf("%w for device %q (serial/DSN or device key; see hil ledger list)", ErrNoDevice, id)
+	what := "verified"
+	if w == Unverified {
+		what = "issued, stored or verified"
+	}
+	return Device{}, fmt.Errorf("%w for device %q: none %s (serial/DSN or device key; see hil ledger list)", ErrNoDevice, id, what)
 }
 
 func fromRecord(r ledger.Record) (Device, error) {

@@ -44,7 +44,7 @@ func makeLabels(t *testing.T, ids ...string) []made {
 	for _, id := range ids {
 		l.Add(t, id)
 	}
-	devs, err := devices.All(context.Background(), l)
+	devs, err := devices.All(context.Background(), l, devices.Verified)
 	if err != nil {
 		t.Fatal(err)
 	}

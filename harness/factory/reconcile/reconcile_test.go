@@ -28,7 +28,7 @@ func setup(t *testing.T, dsns ...string) (string, []string) {
 	for _, d := range dsns {
 		l.Add(t, d)
 	}
-	devs, err := devices.All(context.Background(), l)
+	devs, err := devices.All(context.Background(), l, devices.Verified)
 	if err != nil {
 		t.Fatal(err)
 	}
