@@ -57,7 +57,7 @@ func cmdSign(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	csrFile := fs.String("csr", "", "the CSR (PEM) to sign (default: standard input)")
 	csrDir := fs.String("csr-dir", "", "sign every *.csr file in this directory (needs --out DIR)")
 	out := fs.String("out", "", "with --csr: the chain file (default: standard output); with --csr-dir: the directory the chains go to")
-	jobs := fs.Int("jobs", 4*runtime.GOMAXPROCS(0), "with --csr-dir: CSRs issued at once")
+	jobs := fs.Int("jobs", 32*runtime.GOMAXPROCS(0), "with --csr-dir: CSRs issued at once (the ledger syncs many at once)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -296,25 +296,41 @@ func signJobRun(ctx context.Context, st *signStation, j *signJob, reused *atomic
 // writeChains writes each issued chain as a temporary file beside its final name. It runs after
 // the issuance, not inside it: creating files while the ledger syncs waits on the file system's
 // journal. A chain whose file cannot be written is in the ledger: a rerun hands it out again.
+// Several writers, because a file's creation waits on the file system's journal, not the CPU.
 func writeChains(outDir string, list []*signJob, fail func(*signJob, error)) {
-	for _, j := range list {
-		if j.chain == nil {
-			continue
-		}
-		pf, err := createPending(filepath.Join(outDir, j.name+".pem"))
-		if err == nil {
-			if err = pf.write(j.chain, false); err != nil {
-				pf.abort()
+	next := make(chan *signJob)
+	var wg sync.WaitGroup
+	for range min(signWriters, len(list)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				pf, err := createPending(filepath.Join(outDir, j.name+".pem"))
+				if err == nil {
+					if err = pf.write(j.chain, false); err != nil {
+						pf.abort()
+					}
+				}
+				if err != nil {
+					j.leaf = nil
+					fail(j, fmt.Errorf("issued and recorded in the ledger, but the chain file cannot be written (run hil sign again for it: no new signature): %w", err))
+					continue
+				}
+				j.out = pf
 			}
-		}
-		if err != nil {
-			j.leaf = nil
-			fail(j, fmt.Errorf("issued and recorded in the ledger, but the chain file cannot be written (run hil sign again for it: no new signature): %w", err))
-			continue
-		}
-		j.out = pf
+		}()
 	}
+	for _, j := range list {
+		if j.chain != nil {
+			next <- j
+		}
+	}
+	close(next)
+	wg.Wait()
 }
+
+// signWriters is how many chain files a batch creates at once.
+const signWriters = 8
 
 // The AWS IoT registration files a batch writes beside the chains.
 const (
