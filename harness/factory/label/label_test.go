@@ -389,3 +389,50 @@ func TestSVGInChromium(t *testing.T) {
 		t.Errorf("zbarimg of the SVG drawn by chromium: %q, %v", zb, err)
 	}
 }
+
+// BenchmarkLabelFromLedger is BenchmarkLabel with the setup PIN taken from a SQLite ledger, as
+// hil labels does: new (a PIN made and recorded, one transaction a device) and kept (read back).
+func BenchmarkLabelFromLedger(b *testing.B) {
+	l := factorytest.New(b)
+	l.Add(b, "G3A0PA01802300PE")
+	devs, err := devices.All(context.Background(), l, devices.Verified)
+	if err != nil {
+		b.Fatal(err)
+	}
+	puk, err := pki.CompressedPublicKey(devs[0].Leaf().PublicKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, mode := range []string{"new", "kept"} {
+		b.Run(mode, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				key := devs[0].Key()
+				if mode == "new" {
+					i++
+					key = fmt.Sprintf("%s-%d-%d", key, b.N, i) // a device key the ledger has no PIN for
+				}
+				pin, err := l.SetupPIN(ctx, key, setuppin.New)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p, err := Payload(testTemplate, Values{Serial: "G3A0PA01802300PE", PUK: puk, PIN: pin})
+				if err != nil {
+					b.Fatal(err)
+				}
+				lb, err := New(p, "G3A0PA01802300PE")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := lb.PNG(opts); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := lb.SVG(opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "labels/s")
+		})
+	}
+}
