@@ -595,3 +595,78 @@ func TestSignYubiKeyPINGuard(t *testing.T) {
 		}
 	}
 }
+
+// hil sign through the signing agent: the agent's pipeline signs and counts (a budget of 3 stops
+// the fourth CSR, named), and a second run gets the same chains without new signatures.
+func TestSignThroughAgent(t *testing.T) {
+	t.Parallel()
+	sb := newSignBench(t)
+	serving := *sb.b
+	serving.Signer.MaxSignatures = 3
+	serving.Signer.StateDir = filepath.Join(sb.dir, "state")
+	sockDir, err := os.MkdirTemp("", "hil-sign-agent-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	serving.Signer.Socket = filepath.Join(sockDir, "agent.sock")
+	servingFile := filepath.Join(sb.dir, "serving.yaml")
+	if err := serving.Write(servingFile); err != nil {
+		t.Fatal(err)
+	}
+	client := *sb.b
+	client.Signer = bench.SignerConfig{Type: bench.SignerAgent, Socket: serving.Signer.Socket, Roots: sb.b.Signer.Roots}
+	clientFile := filepath.Join(sb.dir, "client.yaml")
+	if err := client.Write(clientFile); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	serveCtx, stopServe := context.WithCancel(ctx)
+	var serveOut syncBuffer
+	served := make(chan error, 1)
+	go func() { served <- run(serveCtx, []string{"signer", "serve", "--bench", servingFile}, &serveOut, &serveOut) }()
+	defer func() {
+		stopServe()
+		if err := <-served; err != nil {
+			t.Errorf("signer serve: %v\n%s", err, serveOut.String())
+		}
+	}()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(serving.Signer.Socket); err == nil {
+			break
+		}
+		if i > 400 {
+			t.Fatalf("agent did not start:\n%s", serveOut.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+
+	csrDir := filepath.Join(sb.dir, "csr")
+	if err := os.Mkdir(csrDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		opensslCSR(t, csrDir, fmt.Sprintf("device-%d", i), sb.profile)
+	}
+	outDir := filepath.Join(sb.dir, "chains")
+	var stdout, stderr bytes.Buffer
+	err = run(ctx, []string{"sign", "--bench", clientFile, "--csr-dir", csrDir, "--out", outDir, "--jobs", "1"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "1 of 4 CSRs refused") || !strings.Contains(stderr.String(), "device-3.csr") || !strings.Contains(stderr.String(), "budget") {
+		t.Fatalf("err %v, want device-3.csr refused by the budget\n%s", err, stderr.String())
+	}
+	first := map[int][]byte{}
+	for i := range 3 {
+		f := filepath.Join(outDir, fmt.Sprintf("device-%d.pem", i))
+		opensslVerify(t, sb.dak.RootCertificate, f)
+		first[i] = mustRead(t, f)
+	}
+	if _, err := os.Stat(filepath.Join(outDir, "device-3.pem")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a chain for the refused CSR: %v", err)
+	}
+	// Again for one that was signed: the same chain from the agent's ledger, within the budget.
+	out, errOut, code := shell(t, sb.dir, `hil sign --bench "$1" < csr/device-1.csr`, clientFile)
+	if code != 0 || out != string(first[1]) {
+		t.Errorf("second sign through the agent: exit %d, same chain %v, stderr %q", code, out == string(first[1]), errOut)
+	}
+}
