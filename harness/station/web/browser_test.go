@@ -31,7 +31,6 @@ func (s *scriptedStation) update(f func(*web.Snapshot)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(&s.snap)
-	s.snap.Now = time.Now()
 	s.srv.Publish(s.snap)
 }
 
@@ -242,4 +241,38 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	webtest.WaitFor(t, ctx, "the record rec-2", `document.body.innerText.includes('"id":"rec-2"')`)
+}
+
+// TestBrowserWithToken: on a network the page needs its token; one visit with ?token= sets
+// the cookie, the address loses the token, and the live stream and the buttons work with it.
+func TestBrowserWithToken(t *testing.T) {
+	ctx, cancel := webtest.Browser(t)
+	defer cancel()
+
+	token := web.NewToken()
+	st := &scriptedStation{}
+	st.srv = web.New(st, web.Options{Token: token})
+	ts := httptest.NewServer(st.srv.Handler())
+	defer ts.Close()
+	defer st.srv.Close()
+	st.update(func(snap *web.Snapshot) {
+		snap.Slots = []web.SlotState{{Name: "slot-1", State: web.StateIdle}}
+	})
+
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(ts.URL+"/"))
+	if err != nil || resp.Status != 401 {
+		t.Fatalf("the page without its token: %v %+v", err, resp)
+	}
+	webtest.Open(t, ctx, ts.URL+"/?token="+token)
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || strings.Contains(loc, token) {
+		t.Fatalf("the address after the token visit: %q (%v)", loc, err)
+	}
+	webtest.WaitSlot(t, ctx, "slot-1", web.StateIdle)
+	webtest.WaitFor(t, ctx, "the live stream", `document.getElementById('connection').dataset.connected === 'true'`)
+	webtest.ClickSlotAction(t, ctx, "slot-1")
+	webtest.WaitSlot(t, ctx, "slot-1", web.StateStopping)
+	if got := st.Calls(); !slices.Equal(got, []string{"StopSlot slot-1"}) {
+		t.Fatalf("the station got %q", got)
+	}
 }

@@ -59,9 +59,10 @@ type Snapshot struct {
 	Slots    []SlotState  `json:"slots"`
 	Counters Counters     `json:"counters"`
 	Recent   []RecordLink `json:"recent"` // newest first
-	// Now is the station's clock when the snapshot was published (Publish sets it when zero):
-	// the page ticks elapsed times from it, so a browser whose clock is off still shows them right.
-	Now time.Time `json:"now"`
+	// Now is the server's clock when it sent the snapshot to a page (the server sets it; what
+	// Publish is given is ignored): the page ticks elapsed times from it, so a browser whose
+	// clock is off still shows them right.
+	Now time.Time `json:"now,omitzero"`
 }
 
 // Control is what the page may ask of the station. Errors are user errors (unknown slot, bad

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -94,9 +95,7 @@ func New(ctl Control, opts Options) *Server {
 // client: a stream still writing an earlier snapshot sends only the latest one next. The
 // snapshot is encoded here, so the caller may reuse its slices afterwards.
 func (s *Server) Publish(snap Snapshot) {
-	if snap.Now.IsZero() {
-		snap.Now = time.Now()
-	}
+	snap.Now = time.Time{} // stamped when sent (withNow)
 	if snap.Slots == nil {
 		snap.Slots = []SlotState{}
 	}
@@ -131,6 +130,15 @@ func (s *Server) Publish(snap Snapshot) {
 // is called: call Close first. (Serve's streams also end with its context.)
 func (s *Server) Close() {
 	s.close.Do(func() { close(s.closed) })
+}
+
+// withNow returns the snapshot's JSON (encoded without "now") with "now" set to the server's
+// clock, appended to dst.
+func withNow(dst, encoded []byte) []byte {
+	dst = append(dst, encoded[:len(encoded)-1]...) // without the closing brace
+	dst = append(dst, `,"now":"`...)
+	dst = time.Now().AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, `"}`...)
 }
 
 // latest returns the last published snapshot's JSON and its version.
@@ -242,7 +250,7 @@ func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
 	b, _ := s.latest()
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	w.Write(withNow(nil, b))
 }
 
 // serveEvents streams snapshots: the current one at once, then the latest after every
@@ -296,7 +304,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			sent = v
 			ev := make([]byte, 0, len(b)+48)
 			ev = fmt.Appendf(ev, "event: snapshot\nid: %d\ndata: ", v)
-			ev = append(ev, b...) // json.Marshal output holds no newline
+			ev = withNow(ev, b) // json.Marshal output holds no newline
 			ev = append(ev, "\n\n"...)
 			if !write(ev) {
 				s.log.Info("station page: event stream dropped", "remote", r.RemoteAddr)
@@ -354,9 +362,31 @@ func (s *Server) serveSlot(w http.ResponseWriter, r *http.Request, _ []byte) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// operatorRequest is POST /api/operator's body.
-type operatorRequest struct {
-	Operator string `json:"operator"`
+// decodeOperator reads POST /api/operator's body, {"operator":"ID"}: one JSON object whose only
+// key is "operator", spelled so (encoding/json alone would take "Operator" too), holding a string.
+func decodeOperator(body []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var m map[string]json.RawMessage
+	if err := dec.Decode(&m); err != nil {
+		return "", err
+	}
+	if dec.More() {
+		return "", errors.New("more than one JSON value")
+	}
+	raw, ok := m["operator"]
+	if !ok {
+		return "", errors.New(`no "operator" key`)
+	}
+	for k := range m {
+		if k != "operator" {
+			return "", fmt.Errorf("unknown field %q", k)
+		}
+	}
+	var id string
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return "", fmt.Errorf(`"operator" is not a string`)
+	}
+	return id, nil
 }
 
 func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -364,26 +394,20 @@ func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request, body []by
 		httpError(w, http.StatusUnsupportedMediaType, "operator: send JSON {\"operator\":\"ID\"} with Content-Type application/json (got %q)", r.Header.Get("Content-Type"))
 		return
 	}
-	var req operatorRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	id, err := decodeOperator(body)
+	if err != nil {
 		httpError(w, http.StatusBadRequest, "operator: body is not {\"operator\":\"ID\"}: %v", err)
 		return
 	}
-	if dec.More() {
-		httpError(w, http.StatusBadRequest, "operator: body holds more than one JSON value")
-		return
-	}
-	if err := ValidOperator(req.Operator); err != nil {
+	if err := ValidOperator(id); err != nil {
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	if err := s.ctl.SetOperator(req.Operator); err != nil {
+	if err := s.ctl.SetOperator(id); err != nil {
 		httpError(w, http.StatusBadRequest, "operator: %v", err)
 		return
 	}
-	s.log.Info("station page: operator set", "operator", req.Operator, "remote", r.RemoteAddr)
+	s.log.Info("station page: operator set", "operator", id, "remote", r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -73,7 +73,6 @@ func testSnapshot() Snapshot {
 		},
 		Counters: Counters{Passed: 3, Failed: 1, Yield: 0.75, DUTsPerHour: 41.5, SignaturesLeft: 997, Signer: "softdak"},
 		Recent:   []RecordLink{{ID: "rec-2", DUT: "SN-0002", Slot: "B", Outcome: "FAIL", Ended: t0.Add(time.Minute)}},
-		Now:      t0.Add(2 * time.Minute),
 	}
 }
 
@@ -108,6 +107,7 @@ func do(t *testing.T, ts *httptest.Server, method, path, contentType string, bod
 func TestStateIsThePublishedSnapshot(t *testing.T) {
 	t.Parallel()
 	_, _, ts := newTestServer(t, Options{})
+	asked := time.Now()
 	code, body, h := do(t, ts, "GET", "/api/state", "", nil)
 	if code != 200 || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /api/state: %d %s %q", code, h.Get("Content-Type"), body)
@@ -116,6 +116,11 @@ func TestStateIsThePublishedSnapshot(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
 	}
+	// Now is when the server sent it (published earlier), so pages tick from a fresh clock.
+	if got.Now.Before(asked) {
+		t.Errorf("now %v is before the request (%v): stamped at Publish, not when sent", got.Now, asked)
+	}
+	got.Now = time.Time{}
 	want := testSnapshot()
 	gb, _ := json.Marshal(got)
 	wb, _ := json.Marshal(want)
@@ -200,8 +205,8 @@ func TestRecordAndTranscript(t *testing.T) {
 // neither the station (Control) nor the page's state sees it.
 func TestBadRequestsChangeNothing(t *testing.T) {
 	t.Parallel()
-	_, ctl, ts := newTestServer(t, Options{})
-	_, before, _ := do(t, ts, "GET", "/api/state", "", nil)
+	s, ctl, ts := newTestServer(t, Options{})
+	before, version := s.latest()
 	big := `{"operator":"` + strings.Repeat("a", MaxBody) + `"}`
 	for _, c := range []struct {
 		method, path, ctype, body string
@@ -246,7 +251,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	if calls := ctl.Calls(); len(calls) != 0 {
 		t.Errorf("refused requests reached the station: %q", calls)
 	}
-	if _, after, _ := do(t, ts, "GET", "/api/state", "", nil); after != before {
+	if after, v := s.latest(); !bytes.Equal(after, before) || v != version {
 		t.Errorf("state changed:\n%s\n%s", before, after)
 	}
 }

@@ -123,8 +123,20 @@ func Open(t testing.TB, ctx context.Context, url string) {
 // condition in the failure.
 func WaitFor(t testing.TB, ctx context.Context, what, expr string) {
 	t.Helper()
-	_, err := chromedp.Run(ctx, chromedp.Poll[bool](
-		"!!("+expr+")", chromedp.WithPollingTimeout(WaitTimeout)))
+	// A navigation replaces the page's JavaScript context; a poll started across it fails
+	// with "Cannot find context" and is started again once chromedp knows the new page.
+	var err error
+	for deadline := time.Now().Add(WaitTimeout); ; {
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](
+			"!!("+expr+")", chromedp.WithPollingTimeout(WaitTimeout)))
+		if err == nil || !strings.Contains(err.Error(), "Cannot find context with specified id") || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		t.Fatalf("waiting for %s: %v\nthe page's tiles: %s", what, err, Tiles(ctx))
 	}
