@@ -40,7 +40,9 @@ type Device struct {
 	am       *os.File // master of pty A: the device's side of the USB-UART adapter
 	as       *os.File // our fd on A's slave: keeps the line up while the harness reopens
 	portName string   // /dev/pts/N of A's slave
-	chunk    int
+	// Bytes moved at once: about 10 ms of line time, and 1 ms into the shell, which echoes what
+	// it receives when it has it: a coarser grain would hold the echo back from the sending.
+	chunk, inChunk int
 
 	reqs  chan request
 	ctl   chan ctlMsg
@@ -97,15 +99,16 @@ func Start(cfg Config) (*Device, error) {
 		return nil, err
 	}
 	d := &Device{
-		cfg:   cfg,
-		l:     newLayout(cfg.Dir),
-		chunk: simline.ChunkSize(cfg.Baud, 10*time.Millisecond),
-		tx:    simline.NewPacer(cfg.Baud),
-		rx:    simline.NewPacer(cfg.Baud),
-		reqs:  make(chan request),
-		ctl:   make(chan ctlMsg),
-		blReq: make(chan blMsg),
-		done:  make(chan struct{}),
+		cfg:     cfg,
+		l:       newLayout(cfg.Dir),
+		chunk:   simline.ChunkSize(cfg.Baud, 10*time.Millisecond),
+		inChunk: simline.ChunkSize(cfg.Baud, time.Millisecond),
+		tx:      simline.NewPacer(cfg.Baud),
+		rx:      simline.NewPacer(cfg.Baud),
+		reqs:    make(chan request),
+		ctl:     make(chan ctlMsg),
+		blReq:   make(chan blMsg),
+		done:    make(chan struct{}),
 	}
 	seed := cfg.Seed
 	if seed == 0 {
@@ -724,6 +727,17 @@ func (d *Device) speedMismatch() bool {
 	return ok && rate != d.cfg.Baud
 }
 
+// inputGrain is how many received bytes pumpIn moves at once: the boot ROM's YMODEM receiver
+// acts on whole blocks, the shell on every byte.
+func (d *Device) inputGrain() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.bl != nil {
+		return d.chunk
+	}
+	return d.inChunk
+}
+
 // pumpIn carries what the harness types to the console shell, at the line
 // rate. Input while off, booting or between shells is lost.
 func (d *Device) pumpIn() {
@@ -733,7 +747,7 @@ func (d *Device) pumpIn() {
 		n, err := d.am.Read(buf)
 		var fire *armedCut // an armed power cut reached in this read (cut.go)
 		for p := buf[:n]; len(p) > 0; {
-			k := min(len(p), d.chunk)
+			k := min(len(p), d.inputGrain())
 			chunk := p[:k]
 			p = p[k:]
 			d.rx.Transmit(k)
