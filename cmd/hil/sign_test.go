@@ -625,7 +625,9 @@ func TestSignThroughAgent(t *testing.T) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	var serveOut syncBuffer
 	served := make(chan error, 1)
-	go func() { served <- run(serveCtx, []string{"signer", "serve", "--bench", servingFile}, &serveOut, &serveOut) }()
+	go func() {
+		served <- run(serveCtx, []string{"signer", "serve", "--bench", servingFile}, &serveOut, &serveOut)
+	}()
 	defer func() {
 		stopServe()
 		if err := <-served; err != nil {
