@@ -39,6 +39,8 @@ Usage:
                                            sign device CSRs with the DAK (CSR on stdin, chain on stdout)
   hil station --bench FILE --plan PLAN [--listen ADDR] [--operator ID] [--max-duts N]
                                            the end-of-line station: every slot runs the test plan, DUT after DUT
+  hil soak --bench FILE --cycles N [--faults power_cut,noise] [--seed S]
+                                           nightly soak: reboot, reset, reflash, power loss; identity checked each step
   hil labels --bench FILE (--device ID | --all) --out DIR
                                            FFS product labels (Data Matrix, Code 128) from the ledger's records
   hil control-log --bench FILE --format ffs|sidewalk --out DIR
@@ -55,7 +57,7 @@ Exit status:
 `
 
 // commands are hil's commands, in the order of the usage text.
-var commands = []string{"sim", "provision", "verify", "dak", "yubikey", "signer", "ledger", "flash", "power", "sign", "station", "labels", "control-log", "reconcile", "help"}
+var commands = []string{"sim", "provision", "verify", "dak", "yubikey", "signer", "ledger", "flash", "power", "sign", "station", "soak", "labels", "control-log", "reconcile", "help"}
 
 // errUsage marks errors that are the user's command line, answered with exit status 2.
 var errUsage = errors.New("usage")
@@ -128,6 +130,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdSign(ctx, args[1:], stdout, stderr)
 	case "station":
 		return cmdStation(ctx, args[1:], stdout, stderr)
+	case "soak":
+		return cmdSoak(ctx, args[1:], stdout, stderr)
 	case "labels":
 		return cmdLabels(ctx, args[1:], stdout, stderr)
 	case "control-log":

@@ -12,7 +12,7 @@ import (
 // leafCommands are every command that has a flag set of its own.
 var leafCommands = [][]string{
 	{"sim"}, {"sim", "image"}, {"sim", "yubikey"},
-	{"provision"}, {"verify"}, {"dak", "init"}, {"flash"}, {"sign"}, {"station"},
+	{"provision"}, {"verify"}, {"dak", "init"}, {"flash"}, {"sign"}, {"station"}, {"soak"},
 	{"yubikey", "list"}, {"yubikey", "status"}, {"yubikey", "unblock"}, {"yubikey", "change-pin"},
 	{"yubikey", "set-retries"}, {"yubikey", "init-dak"}, {"yubikey", "import-cert"},
 	{"signer", "serve"}, {"signer", "status"},

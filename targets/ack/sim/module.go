@@ -468,7 +468,7 @@ func (m *Module) pumpIn() {
 				// The bytes before the cut point arrive; the rest is lost with the power.
 				chunk, p = chunk[:keep], nil
 			}
-			if r != nil { // off or booting: input is lost
+			if r != nil && len(chunk) > 0 { // off or booting: input is lost
 				select {
 				case r.in <- append([]byte(nil), chunk...):
 				case <-r.quit:

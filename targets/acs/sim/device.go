@@ -421,6 +421,9 @@ func (d *Device) supervise() {
 					d.endBootloader(bl)
 				}
 				d.mu.Lock()
+				// Off here too, not only in cut: a PowerOn that came between an armed cut
+				// (cut.go) and this request must not leave a board that is on but never boots.
+				d.powered = false
 				d.running, d.runSlot, d.blNext = "", "", false
 				d.mu.Unlock()
 				d.logf("%s: power off", d.cfg.Name)
@@ -769,6 +772,9 @@ func (d *Device) pumpIn() {
 			if cut != nil {
 				// The bytes before the cut point arrive; the rest is lost with the power.
 				chunk, p, fire = chunk[:keep], nil, cut
+				if len(chunk) == 0 {
+					continue // the receivers take no empty reads
+				}
 			}
 			if bl != nil {
 				select {
