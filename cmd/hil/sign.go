@@ -40,7 +40,9 @@ a key the ledger already holds a chain for gets that chain again, not a new sign
 The PIN (YubiKey) comes from the bench's signer.pin_file only.
 --csr-dir signs every *.csr in DIR on all cores into --out DIR as <name>.pem; a refused
 CSR is named on standard error and the others go on. On a refusal nothing is written
-for that CSR. Exit status 1 when any CSR was refused.`
+for that CSR. With an AWS IoT profile (an [aws_iot] section) the CN must be a thing name
+and --csr-dir also writes aws-iot-bulk.jsonl and the bulk and JITP provisioning templates.
+Exit status 1 when any CSR was refused.`
 
 // maxCSRBytes bounds what is read as one CSR: a P-256 CSR is under 1 KiB of PEM.
 const maxCSRBytes = 64 << 10
