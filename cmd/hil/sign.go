@@ -482,8 +482,17 @@ func precheckCSR(b *bench.Bench, data []byte, src string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.CheckCSR(data); err != nil {
+	csr, err := p.CheckCSR(data)
+	if err != nil {
 		return fmt.Errorf("%s: %w (nothing was signed)", src, err)
+	}
+	aws, err := awsConfig(b)
+	if err != nil {
+		return err
+	}
+	if aws != nil && !awsiotThingName(csr.Subject.CommonName) {
+		return fmt.Errorf("%s: the CSR's CN %q is not an AWS IoT thing name (1-128 of letters, digits and :_-; the profile's [%s]): nothing was signed",
+			src, csr.Subject.CommonName, awsiot.Section)
 	}
 	return nil
 }

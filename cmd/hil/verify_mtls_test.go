@@ -141,6 +141,13 @@ func TestSignAWSIoTBatch(t *testing.T) {
 		opensslVerify(t, b.Signer.Roots[0], filepath.Join(outDir, fmt.Sprintf("device-%d.pem", i)))
 	}
 
+	// One CSR: refused before the DAK is opened, nothing on stdout.
+	stdout.Reset()
+	err = run(context.Background(), []string{"sign", "--bench", benchFile, "--csr", filepath.Join(csrDir, "device-4.csr")}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "not an AWS IoT thing name") || stdout.Len() != 0 {
+		t.Errorf("one CSR with a CN that is no thing name: %v, stdout %q", err, stdout.String())
+	}
+
 	// The example development DAK's organisation is not the contract manufacturer.
 	wrong := *sb.b
 	wrong.Profile, wrong.Output = prof, filepath.Join(sb.dir, "wrong-out")
