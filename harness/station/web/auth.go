@@ -78,6 +78,11 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 	})
 }
 
+// IsLoopback says whether a listen address (HOST:PORT, or a bare host) is on loopback:
+// localhost or a loopback IP. An empty host (":8080") is every interface, not loopback.
+// Listen serves such an address without a token.
+func IsLoopback(addr string) bool { return loopbackHost(addr) }
+
 // loopbackHost says whether a Host header or listen address's host is loopback.
 func loopbackHost(hostport string) bool {
 	host := hostport

@@ -164,7 +164,14 @@ func (s *Server) latest() ([]byte, uint64) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/{$}", s.get(s.serveIndex))
-	mux.Handle("/static/", s.get(http.FileServerFS(staticFiles).ServeHTTP))
+	files := http.FileServerFS(staticFiles)
+	mux.HandleFunc("/static/", s.get(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			httpError(w, http.StatusNotFound, "no such page: %s", r.URL.Path)
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
 	mux.HandleFunc("/api/state", s.get(s.serveState))
 	mux.HandleFunc("/api/events", s.get(s.serveEvents))
 	mux.HandleFunc("/api/slots/{name}/{action}", s.post(s.serveSlot))
@@ -256,6 +263,10 @@ func (s *Server) serveState(w http.ResponseWriter, r *http.Request) {
 // serveEvents streams snapshots: the current one at once, then the latest after every
 // Publish. A client that does not read within WriteTimeout is dropped.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead { // the headers only: a HEAD must not hold a stream open
+		w.Header().Set("Content-Type", "text/event-stream")
+		return
+	}
 	sub := &subscriber{wake: make(chan struct{}, 1)}
 	select {
 	case <-s.closed:

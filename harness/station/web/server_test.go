@@ -238,6 +238,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"GET", "/records/" + strings.Repeat("r", 129), "", "", 400, "129 characters long"},
 		{"POST", "/records/rec-2", "", "", 405, "use GET"},
 		{"GET", "/nowhere", "", "", 404, "no such page: /nowhere"},
+		{"GET", "/static/", "", "", 404, "no such page: /static/"},
 	} {
 		var body io.Reader
 		if c.body != "" {
@@ -555,6 +556,15 @@ func TestSlowClientDoesNotBlockPublish(t *testing.T) {
 		t.Fatalf("a reading client got passed=%d (%v), want the latest (9999)", got.Counters.Passed, err)
 	}
 	waitFor(t, "the slow client to be dropped", func() bool { return s.clients() == 1 })
+}
+
+func TestHeadEventsReturns(t *testing.T) {
+	t.Parallel()
+	s, _, ts := newTestServer(t, Options{})
+	code, _, h := do(t, ts, "HEAD", "/api/events", "", nil)
+	if code != 200 || h.Get("Content-Type") != "text/event-stream" || s.clients() != 0 {
+		t.Fatalf("HEAD /api/events: %d %q, %d streams open", code, h.Get("Content-Type"), s.clients())
+	}
 }
 
 func TestTooManyStreams(t *testing.T) {
