@@ -148,6 +148,18 @@ func TestSignAWSIoTBatch(t *testing.T) {
 		t.Errorf("one CSR with a CN that is no thing name: %v, stdout %q", err, stdout.String())
 	}
 
+	// Another key for thing sensor-0001: the ledger holds that thing name for the first key.
+	twin := filepath.Join(sb.dir, "twin")
+	if err := os.Mkdir(twin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	twinCSR := opensslCSR(t, twin, "twin", filepath.Join(sb.dir, "d0.conf"))
+	stdout.Reset()
+	err = run(context.Background(), []string{"sign", "--bench", benchFile, "--csr", twinCSR}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "sensor-0001") || stdout.Len() != 0 {
+		t.Errorf("a second key for thing sensor-0001: %v, stdout %q", err, stdout.String())
+	}
+
 	// The example development DAK's organisation is not the contract manufacturer.
 	wrong := *sb.b
 	wrong.Profile, wrong.Output = prof, filepath.Join(sb.dir, "wrong-out")
