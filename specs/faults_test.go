@@ -32,6 +32,14 @@ var _ = Describe("ACS faults", Ordered, Label("sim"), func() {
 		cfg.BootTimeout = 5 * time.Second
 		return acs.New(s.Console(), cfg).Provision(ctx, counter, device.Options{})
 	}
+	// attemptSilent is attempt on a device that answers nothing: every timeout runs out, and how
+	// long they are is not under test.
+	attemptSilent := func(ctx context.Context) (*device.Result, error) {
+		cfg := mustConfig(targetFor(1))
+		cfg.CommandTimeout = time.Second
+		cfg.BootTimeout = time.Second
+		return acs.New(s.Console(), cfg).Provision(ctx, counter, device.Options{})
+	}
 	stepOf := device.StepOf
 	verify := func(ctx context.Context, want *pki.Issued) error {
 		return s.Verify(ctx, want, theStation.Issuer.Roots(), time.Now())
@@ -60,7 +68,7 @@ var _ = Describe("ACS faults", Ordered, Label("sim"), func() {
 	It("names the command and shows the last output when the device falls silent", func(ctx SpecContext) {
 		dev.SetSilent(true)
 		DeferCleanup(dev.SetSilent, false)
-		_, err := attempt(ctx)
+		_, err := attemptSilent(ctx)
 		Expect(err).To(HaveOccurred())
 		// The prompt of the command before may still arrive after the device fell silent.
 		Expect(stepOf(err)).To(BeElementOf(acs.StepSync, device.StepCheck))
@@ -135,7 +143,7 @@ var _ = Describe("ACS faults", Ordered, Label("sim"), func() {
 	It("fails clearly when the prompt never comes after a reboot", func(ctx SpecContext) {
 		Expect(dev.SetFault(sim.FaultNoPrompt, true)).To(Succeed())
 		cfg := mustConfig(targetFor(1))
-		cfg.BootTimeout = 3 * time.Second
+		cfg.BootTimeout = 2 * time.Second // runs out: the prompt never comes
 		err := acs.New(s.Console(), cfg).Reboot(ctx)
 		Expect(stepOf(err)).To(Equal(device.StepReboot), "%v", err)
 		Expect(err.Error()).To(ContainSubstring("no prompt"))
