@@ -137,6 +137,7 @@ func TestBrowser(t *testing.T) {
 	if !strings.HasPrefix(first, "1:0") {
 		t.Errorf("slot-1 elapsed %q, want about 1:05", first)
 	}
+	checkContrast(t, ctx, "running")
 	webtest.WaitFor(t, ctx, "slot-1's elapsed time to tick", webtest.FieldExpr("slot-1", "elapsed")+` !== `+fmt.Sprintf("%q", first))
 
 	// Three PASS, one FAIL naming its phase.
@@ -169,6 +170,7 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("%s DUT %q, want %s", n, got, serial(i))
 		}
 	}
+	checkContrast(t, ctx, "PASS and FAIL")
 	if got := webtest.SlotText(t, ctx, "slot-3", "failed_phase"); got != "verify" {
 		t.Errorf("FAIL tile's phase %q, want verify", got)
 	}
@@ -195,6 +197,7 @@ func TestBrowser(t *testing.T) {
 	// Stop a slot: the station hears it, the tile shows stopping, then stopped with a Start button.
 	webtest.ClickSlotAction(t, ctx, "slot-2")
 	webtest.WaitSlot(t, ctx, "slot-2", web.StateStopping)
+	checkContrast(t, ctx, "stopping")
 	if got := webtest.SlotText(t, ctx, "slot-2", "action"); got != "Stopping…" {
 		t.Errorf("stopping tile's button %q", got)
 	}
@@ -217,6 +220,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	webtest.WaitFor(t, ctx, "the refusal of a bad operator id", `!document.getElementById('alert').hidden && document.getElementById('alert').textContent.includes('only letters, digits')`)
+	checkContrast(t, ctx, "alert")
 	// (chromedp's Clear and SetValue(…, "") leave a typed value in place: clear it as a script would.)
 	clear := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := chromedp.Evaluate[string](`document.getElementById('operator-input').value = ''`)(ctx, tg)
@@ -274,5 +278,43 @@ func TestBrowserWithToken(t *testing.T) {
 	webtest.WaitSlot(t, ctx, "slot-1", web.StateStopping)
 	if got := st.Calls(); !slices.Equal(got, []string{"StopSlot slot-1"}) {
 		t.Fatalf("the station got %q", got)
+	}
+}
+
+// contrastJS finds the text on the page with the lowest contrast against its background
+// (WCAG 2.2's relative luminance and contrast ratio, from the colours the browser computed).
+const contrastJS = `(() => {
+	const rgba = (s) => s.match(/[\d.]+/g).map(Number);
+	const lum = ([r, g, b]) => [r, g, b].map((c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; })
+		.reduce((a, c, i) => a + c * [0.2126, 0.7152, 0.0722][i], 0);
+	const background = (el) => {
+		for (; el; el = el.parentElement) {
+			const c = rgba(getComputedStyle(el).backgroundColor);
+			if (c.length < 4 || c[3] > 0) return c;
+		}
+		return [255, 255, 255];
+	};
+	let worst = { ratio: 99, what: '' };
+	for (const el of document.querySelectorAll('body *')) {
+		const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+		if (!own || el.closest('[hidden]') || el.closest('.visually-hidden') || el.offsetParent === null) continue;
+		const a = lum(rgba(getComputedStyle(el).color)), b = lum(background(el));
+		const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+		if (ratio < worst.ratio) worst = { ratio, what: el.tagName + ' "' + el.textContent.trim().slice(0, 40) + '"' };
+	}
+	return worst.ratio.toFixed(2) + ' ' + worst.what;
+})()`
+
+// checkContrast fails the test when any text shown is below WCAG's 4.5:1.
+func checkContrast(t *testing.T, ctx context.Context, stage string) {
+	t.Helper()
+	worst, err := chromedp.Run(ctx, chromedp.Evaluate[string](contrastJS))
+	if err != nil {
+		t.Fatalf("contrast (%s): %v", stage, err)
+	}
+	var ratio float64
+	fmt.Sscanf(worst, "%g", &ratio)
+	if ratio < 4.5 {
+		t.Errorf("contrast (%s): %s is below 4.5:1", stage, worst)
 	}
 }
