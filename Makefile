@@ -8,7 +8,7 @@ BIN      := bin/hil
 OUT      := hil-out
 FUZZTIME ?= 10s
 
-.PHONY: all deps build demo test vet specs bench fuzz clean
+.PHONY: all deps build demo test vet specs bench fuzz soak clean
 
 all: build
 
@@ -54,6 +54,11 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./harness/... ./targets/...
 	./scripts/bench-issuance.sh
 	./scripts/bench-cycle.sh $(BIN)
+
+# The nightly soak on a simulated bench: 8 ACS devices and 4 ACK modules, power cuts and 1e-4 line
+# noise, SOAK_CYCLES cycles (default 1,000; scripts/soak.sh). Counters and duration at the end.
+soak: deps build
+	@./scripts/soak.sh $(BIN) $(OUT)/soak
 
 clean:
 	rm -rf bin $(OUT)

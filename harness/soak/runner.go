@@ -149,12 +149,17 @@ func (r *runner) timeout(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, r.s.cfg.StepTimeout)
 }
 
-// provision gives the target its identity once (retried as any step), with a power cut armed at
-// a random byte of the certificate upload or write when power cuts are injected.
+// provisionAttempts is the least number of provisioning attempts: it happens once per target,
+// under a power cut, and a driver's own read-back over a noisy console is not re-read.
+const provisionAttempts = 5
+
+// provision gives the target its identity once (retried as any step, at least provisionAttempts
+// times in all), with a power cut armed at a random byte of the certificate upload or write when
+// power cuts are injected.
 func (r *runner) provision(ctx context.Context) bool {
 	iss := r.t.Issuer
 	var lastErr error
-	for attempt := 0; attempt <= r.s.cfg.Retries; attempt++ {
+	for attempt := 0; attempt < max(r.s.cfg.Retries+1, provisionAttempts); attempt++ {
 		if attempt > 0 {
 			r.s.rep.addRetry(r.tr, StepProvision)
 			r.recover(ctx, attempt)
