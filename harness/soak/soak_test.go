@@ -121,10 +121,12 @@ type fakeIssuer struct{ roots []*x509.Certificate }
 func (f *fakeIssuer) Issue(context.Context, device.IssueRequest) (*pki.Issued, error) {
 	return nil, errors.New("not here")
 }
-func (f *fakeIssuer) Lookup(context.Context, crypto.PublicKey) (*device.Known, error) { return nil, nil }
-func (f *fakeIssuer) Stored(context.Context, *x509.Certificate) error                { return nil }
-func (f *fakeIssuer) Verified(context.Context, *x509.Certificate) error              { return nil }
-func (f *fakeIssuer) Roots() []*x509.Certificate                                     { return f.roots }
+func (f *fakeIssuer) Lookup(context.Context, crypto.PublicKey) (*device.Known, error) {
+	return nil, nil
+}
+func (f *fakeIssuer) Stored(context.Context, *x509.Certificate) error   { return nil }
+func (f *fakeIssuer) Verified(context.Context, *x509.Certificate) error { return nil }
+func (f *fakeIssuer) Roots() []*x509.Certificate                        { return f.roots }
 
 // fakeLedger holds records by device key and the problems Check reports.
 type fakeLedger struct {
