@@ -16,12 +16,14 @@ import (
 
 	"hilbench/harness/bench"
 	"hilbench/harness/console"
+	"hilbench/harness/device"
 	"hilbench/harness/ledger"
 	"hilbench/harness/plan"
 	"hilbench/harness/station"
 	stationrun "hilbench/harness/station/run"
 	"hilbench/harness/station/web"
 	"hilbench/harness/testrecord"
+	"hilbench/targets"
 )
 
 func cmdStation(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,35 +61,51 @@ func cmdStation(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("%w: --operator: %v", errUsage, err)
 		}
 	}
-	var tty bool
+	o := stationOptions{bench: *benchFile, plan: *planFile, listen: *listen, operator: *operator, maxDUTs: *maxDUTs,
+		name: *name, out: *out, probeEvery: *probeEvery, probeTimeout: *probeTimeout, display: *display != "off"}
 	switch *display {
 	case "auto":
 		f, ok := stdout.(*os.File)
 		if ok {
 			_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-			tty = err == nil
+			o.tty = err == nil
 		}
 	case "tty":
-		tty = true
+		o.tty = true
 	case "lines", "off":
 	default:
 		return fmt.Errorf("%w: --display %q: auto, tty, lines or off", errUsage, *display)
 	}
-	b, err := bench.Load(*benchFile)
+	return runStation(ctx, o, stdout, stderr)
+}
+
+// stationOptions are hil station's choices (flags; tests set hook).
+type stationOptions struct {
+	bench, plan, listen, operator, name, out string
+	maxDUTs                                  int
+	probeEvery, probeTimeout                 time.Duration
+	display, tty                             bool
+	// hook, when set, is handed the runner before it runs (tests watch and steer it).
+	hook func(*stationrun.Runner)
+}
+
+// runStation opens the bench's station and runs its slots until drained or --max-duts.
+func runStation(ctx context.Context, o stationOptions, stdout, stderr io.Writer) error {
+	pl, err := plan.Load(o.plan)
 	if err != nil {
 		return err
 	}
-	pl, err := plan.Load(*planFile)
+	b, err := bench.Load(o.bench)
 	if err != nil {
 		return err
 	}
-	if *out == "" {
-		*out = b.Output
+	if o.out == "" {
+		o.out = b.Output
 	}
 	if pl.Release == plan.ReleasePowerOff {
 		for _, t := range b.Targets {
 			if t.Power == nil {
-				return fmt.Errorf("%s: the plan releases slots by switching their power off, and the bench gives target %s no power section", *planFile, t.Name)
+				return fmt.Errorf("%s: the plan releases slots by switching their power off, and the bench gives target %s no power section", o.plan, t.Name)
 			}
 		}
 	}
@@ -112,7 +130,12 @@ func cmdStation(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	env.Redactor = console.NewRedactor()
+	open := func(ctx context.Context, t *bench.Target, dir string) (device.Device, error) {
+		e := env
+		e.Dir = dir
+		e.Redactor = console.NewRedactor()
+		return targets.Open(ctx, t, e)
+	}
 
 	var store ledger.Store
 	if st.Pipeline != nil {
@@ -127,9 +150,9 @@ func cmdStation(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	runID := time.Now().UTC().Format("20060102T150405.000Z") + "-station"
 	st.SetRun(runID)
 	cfg := stationrun.Config{
-		Station: *name, Operator: *operator, RunID: runID, Plan: pl, Targets: slots,
-		Issuer: st.Issuer, Ledger: store, Out: *out, Env: env,
-		Signer: st.Description(), MaxDUTs: *maxDUTs, ProbeEvery: *probeEvery, ProbeTimeout: *probeTimeout,
+		Station: o.name, Operator: o.operator, RunID: runID, Plan: pl, Targets: slots,
+		Issuer: st.Issuer, Ledger: store, Out: o.out, Open: open,
+		Signer: st.Description(), MaxDUTs: o.maxDUTs, ProbeEvery: o.probeEvery, ProbeTimeout: o.probeTimeout,
 		HoldPorts: func([]*bench.Target) (io.Closer, error) { return io.NopCloser(nil), nil }, // held above
 		Logf:      func(format string, a ...any) { fmt.Fprintf(stderr, "station: "+format+"\n", a...) },
 	}
@@ -150,14 +173,14 @@ func cmdStation(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	var disp *stationrun.Display
-	if *display != "off" {
-		disp = stationrun.NewDisplay(stdout, tty)
+	if o.display {
+		disp = stationrun.NewDisplay(stdout, o.tty)
 		cfg.Display = disp
 	}
 	var srv *web.Server
-	if *listen != "" {
+	if o.listen != "" {
 		token := os.Getenv("HIL_STATION_TOKEN")
-		if token == "" && !loopbackAddr(*listen) {
+		if token == "" && !loopbackAddr(o.listen) {
 			token = web.NewToken()
 			fmt.Fprintf(stdout, "operator page token (also $HIL_STATION_TOKEN): %s\n", token)
 		}
@@ -167,13 +190,13 @@ func cmdStation(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		srv = web.New(runner, web.Options{Token: token})
-		return serveAndRun(ctx, runner, srv, *listen, stdout, stderr, disp, tty)
+		return serveAndRun(ctx, runner, srv, o, stdout, stderr, disp)
 	}
 	runner, err := stationrun.New(cfg)
 	if err != nil {
 		return err
 	}
-	return serveAndRun(ctx, runner, nil, "", stdout, stderr, disp, tty)
+	return serveAndRun(ctx, runner, nil, o, stdout, stderr, disp)
 }
 
 func loopbackAddr(addr string) bool {
@@ -188,7 +211,7 @@ func loopbackAddr(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func serveAndRun(ctx context.Context, r *stationrun.Runner, srv *web.Server, addr string, stdout, stderr io.Writer, disp *stationrun.Display, tty bool) error {
+func serveAndRun(ctx context.Context, r *stationrun.Runner, srv *web.Server, o stationOptions, stdout, stderr io.Writer, disp *stationrun.Display) error {
 	recovered, err := r.Recover(ctx)
 	for _, rec := range recovered {
 		fmt.Fprintf(stdout, "test %s (slot %s, DUT %s) was left running by a station that stopped: recorded ABORTED\n", rec.ID, rec.Slot, unknownIfEmpty(rec.DUTID))
@@ -221,7 +244,7 @@ func serveAndRun(ctx context.Context, r *stationrun.Runner, srv *web.Server, add
 		}
 	}()
 	if srv != nil {
-		ln, err := srv.Listen(addr)
+		ln, err := srv.Listen(o.listen)
 		if err != nil {
 			return err
 		}
@@ -230,7 +253,7 @@ func serveAndRun(ctx context.Context, r *stationrun.Runner, srv *web.Server, add
 		defer stop()
 		go srv.ServeListener(sctx, ln)
 	}
-	if tty && disp != nil {
+	if o.tty && disp != nil {
 		// The elapsed times on a terminal move every second.
 		go func() {
 			tick := time.NewTicker(time.Second)
@@ -244,6 +267,9 @@ func serveAndRun(ctx context.Context, r *stationrun.Runner, srv *web.Server, add
 				}
 			}
 		}()
+	}
+	if o.hook != nil {
+		o.hook(r)
 	}
 	recs, err := r.Run(ctx)
 	cancelRun()

@@ -103,7 +103,7 @@ func TestRecordsValidateAgainstTheSchema(t *testing.T) {
 	}
 	bad := sample(time.Now())
 	bad[0].Outcome = "MAYBE"
-	bad[1].Message = ""                          // FAIL needs a message
+	bad[1].Message = ""                            // FAIL needs a message
 	bad[2].Identity = &Identity{Fingerprint: "zz"} // not hex, fields missing
 	var badFiles []string
 	for i, r := range bad {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,6 @@ import (
 	"hilbench/harness/plan"
 	"hilbench/harness/station/web"
 	"hilbench/harness/testrecord"
-	"hilbench/targets"
 )
 
 // Ledger is what the runner needs of the ledger: the station's test runs.
@@ -31,8 +31,9 @@ type Ledger interface {
 	ListTests(ctx context.Context, f ledger.TestFilter) ([]ledger.TestRun, error)
 }
 
-// OpenFunc opens a bench target as a device (targets.Open; tests put fakes here).
-type OpenFunc func(ctx context.Context, t *bench.Target, env targets.Env) (device.Device, error)
+// OpenFunc opens a bench target as a device whose transcript goes to dir ("" for none): the CLI
+// wraps targets.Open (harness/ never imports targets/).
+type OpenFunc func(ctx context.Context, t *bench.Target, dir string) (device.Device, error)
 
 // Config is what a station run needs.
 type Config struct {
@@ -43,9 +44,8 @@ type Config struct {
 	Targets  []*bench.Target
 	Issuer   device.Issuer
 	Ledger   Ledger
-	Out      string      // output directory: records/, runs/
-	Env      targets.Env // Profile and Redactor for opening devices; Dir is set per DUT
-	Open     OpenFunc    // default targets.Open
+	Out      string   // output directory: records/, runs/
+	Open     OpenFunc // required
 
 	Signer         string             // the signer's description (records' attestation, the page's counters)
 	DAKFingerprint string             // SHA-256 of the DAK certificate, hex
@@ -93,8 +93,8 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
 // New checks cfg and returns a runner.
 func New(cfg Config) (*Runner, error) {
-	if cfg.Plan == nil || len(cfg.Targets) == 0 || cfg.Issuer == nil || cfg.Ledger == nil || cfg.Out == "" {
-		return nil, errors.New("station: a plan, targets, an issuer, a ledger and an output directory are required")
+	if cfg.Plan == nil || len(cfg.Targets) == 0 || cfg.Issuer == nil || cfg.Ledger == nil || cfg.Out == "" || cfg.Open == nil {
+		return nil, errors.New("station: a plan, targets, an issuer, a ledger, an output directory and an OpenFunc are required")
 	}
 	if cfg.Operator != "" && !operatorRE.MatchString(cfg.Operator) {
 		return nil, fmt.Errorf("station: operator id %q: 1 to 64 letters, digits, '.', '_', '@' or '-'", cfg.Operator)
@@ -111,9 +111,6 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.RunID == "" {
 		cfg.RunID = cfg.Now().UTC().Format("20060102T150405.000Z") + "-station"
-	}
-	if cfg.Open == nil {
-		cfg.Open = targets.Open
 	}
 	if cfg.ProbeEvery <= 0 {
 		cfg.ProbeEvery = 500 * time.Millisecond
@@ -242,9 +239,12 @@ func (r *Runner) slotLoop(s *slot) {
 		if !r.claim() {
 			continue
 		}
-		r.test(s)
+		dut := r.test(s)
 		r.release(s)
-		r.waitRemoved(s)
+		if r.draining() || r.full() {
+			continue // the run ends: nobody waits for the DUT to be pulled
+		}
+		r.waitRemoved(s, dut)
 	}
 }
 
@@ -270,16 +270,38 @@ func (r *Runner) waitStarted(s *slot) bool {
 
 // probe opens the slot's port and asks whether a DUT answers on it.
 func (r *Runner) probe(s *slot) bool {
+	ok, _ := r.probeID(s, false)
+	return ok
+}
+
+// probeID is probe that also reads the DUT's serial (when withID, and the device or the plan
+// says how): a board swapped in before the last one was seen gone is a new DUT, not the old one.
+func (r *Runner) probeID(s *slot, withID bool) (bool, string) {
 	ctx, cancel := context.WithTimeout(r.abort, r.cfg.ProbeTimeout)
 	defer cancel()
-	env := r.cfg.Env
-	env.Dir = ""
-	d, err := r.cfg.Open(ctx, s.t, env)
+	d, err := r.cfg.Open(ctx, s.t, "")
 	if err != nil {
-		return false
+		return false, ""
 	}
 	defer d.Close()
-	return answers(ctx, d) == nil
+	if answers(ctx, d) != nil {
+		return false, ""
+	}
+	if !withID {
+		return true, ""
+	}
+	t := &dutTest{r: r, s: s, d: d}
+	if id, ok := d.(device.Identifier); ok {
+		v, _ := id.DeviceID(ctx)
+		return true, v
+	}
+	if p := r.cfg.Plan.DUTID; p != nil {
+		if out, err := t.shell(ctx, p.Command); err == nil {
+			v, _ := p.Capture(out)
+			return true, strings.TrimSpace(v)
+		}
+	}
+	return true, ""
 }
 
 // answers asks a device for a sign of life: its prompt, or its identity.
@@ -315,15 +337,17 @@ func (r *Runner) waitPresent(s *slot) bool {
 	}
 }
 
-// waitRemoved probes until the console is silent (the DUT pulled); an abort ends the wait.
-func (r *Runner) waitRemoved(s *slot) {
-	for r.abort.Err() == nil {
-		if !r.probe(s) {
+// waitRemoved probes until the console is silent (the DUT pulled) or another DUT answers (one
+// swapped in between two probes); a drain ends the wait.
+func (r *Runner) waitRemoved(s *slot, last string) {
+	for !r.draining() {
+		present, id := r.probeID(s, last != "")
+		if !present || id != "" && id != last {
 			return
 		}
 		select {
 		case <-time.After(r.cfg.ProbeEvery):
-		case <-r.abort.Done():
+		case <-r.drain:
 		}
 	}
 }

@@ -32,9 +32,9 @@ type dutTest struct {
 	held []*x509.Certificate // the chain read back first: every later read must equal it
 }
 
-// test runs the plan on the DUT in slot s and records it. It never returns an error: what went
-// wrong is in the record.
-func (r *Runner) test(s *slot) {
+// test runs the plan on the DUT in slot s and records it; it returns the DUT's id. It never
+// returns an error: what went wrong is in the record.
+func (r *Runner) test(s *slot) string {
 	started := r.cfg.Now()
 	id := r.newID(s.t.Name, started)
 	dir := r.RecordDir(id)
@@ -53,19 +53,15 @@ func (r *Runner) test(s *slot) {
 		st.DUT, st.Phase, st.Ended = rec.DUTID, "", rec.EndedAt
 		st.FailedPhase, st.Message = rec.FailedPhase, rec.Message
 	})
+	return rec.DUTID
 }
 
 func (t *dutTest) run() {
 	r, rec := t.r, t.rec
 	ctx := r.abort
-	env := r.cfg.Env
-	env.Dir = t.dir
-	if env.Redactor == nil {
-		env.Redactor = console.NewRedactor()
-	}
 	var err error
 	if err = os.MkdirAll(t.dir, 0o755); err == nil {
-		t.d, err = r.cfg.Open(ctx, t.s.t, env)
+		t.d, err = r.cfg.Open(ctx, t.s.t, t.dir)
 	}
 	if err != nil {
 		t.begin(ctx)
@@ -228,6 +224,9 @@ func outcomeOf(err error) string {
 	case errors.As(err, &f):
 		return testrecord.Fail
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return testrecord.Error
+	case errors.Is(err, console.ErrNoStatus):
+		// The command's end never came: the DUT restarted or was pulled under it.
 		return testrecord.Error
 	}
 	switch device.StepOf(err) {
