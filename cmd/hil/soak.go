@@ -168,6 +168,11 @@ func cmdSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			tgts = append(tgts, tg)
 		}
 	}
+	for _, tg := range tgts {
+		if tg.Sim == nil && len(faultList) > 0 {
+			fmt.Fprintf(stderr, "note: %s is not simulated: faults are injected only on simulated targets (power type sim)\n", tg.Name)
+		}
+	}
 	fmt.Fprintf(stdout, "soaking %d target(s) for %d cycles, seed %d, faults: %s; report in %s\n",
 		len(tgts), *cycles, *seed, orNone(faultList), dir)
 	rep, err := soak.Run(ctx, cfg, tgts)
