@@ -277,12 +277,19 @@ func (d *Device) transfer(ctx context.Context, img *flash.Image, cfg FlashConfig
 	if err := d.con.Send(tctx, cfg.LoadCommand+"\n"); err != nil {
 		return st, "", "", err
 	}
-	if _, err := d.con.Expect(tctx, readyLine); err != nil {
+	// The bootloader's prompt instead of its ready line: it refused the command, and says why
+	// at once; waiting out the timeout would tell nothing more.
+	readyOrPrompt := regexp.MustCompile(`(?:` + readyLine.String() + `)|(?:` + cfg.Prompt.String() + `)`)
+	got, err := d.con.Expect(tctx, readyOrPrompt)
+	if err != nil {
 		return st, "", "", fmt.Errorf("the bootloader did not start receiving after %q: %w", cfg.LoadCommand, err)
+	}
+	if !readyLine.MatchString(got) {
+		return st, "", "", fmt.Errorf("the bootloader did not start receiving after %q; it answered %q", cfg.LoadCommand, lastLines(got, 3))
 	}
 	name := filepath.Base(img.Path)
 	var serr error
-	err := d.con.Raw(ctx, "ymodem "+name, func(rw io.ReadWriter) error {
+	err = d.con.Raw(ctx, "ymodem "+name, func(rw io.ReadWriter) error {
 		st, serr = flash.SendYModem(ctx, rw, name, img.Data, flash.YModemOptions{Progress: opts.Transfer, BlockTimeout: cfg.BlockTimeout})
 		return serr
 	})
