@@ -277,9 +277,11 @@ func (d *Device) transfer(ctx context.Context, img *flash.Image, cfg FlashConfig
 	if err := d.con.Send(tctx, cfg.LoadCommand+"\n"); err != nil {
 		return st, "", "", err
 	}
-	// The bootloader's prompt instead of its ready line: it refused the command, and says why
-	// at once; waiting out the timeout would tell nothing more.
-	readyOrPrompt := regexp.MustCompile(`(?:` + readyLine.String() + `)|(?:` + cfg.Prompt.String() + `)`)
+	// The bootloader's prompt after the echo of the command instead of its ready line: it refused
+	// the command, and says why at once; waiting out the timeout would tell nothing more. (A
+	// prompt before the echo is an earlier one; a bootloader that does not echo gets the timeout.)
+	readyOrPrompt := regexp.MustCompile(`(?:` + readyLine.String() + `)|(?:` + regexp.QuoteMeta(cfg.LoadCommand) +
+		`\n[\s\S]*?(?:` + cfg.Prompt.String() + `))`)
 	got, err := d.con.Expect(tctx, readyOrPrompt)
 	if err != nil {
 		return st, "", "", fmt.Errorf("the bootloader did not start receiving after %q: %w", cfg.LoadCommand, err)
