@@ -149,7 +149,7 @@ func TestBrowser(t *testing.T) {
 			sl.State = web.StatePass
 			outcome := "PASS"
 			if n == "slot-3" {
-				sl.State, sl.FailedPhase, sl.Message = web.StateFail, "verify", "chain does not verify: x509: certificate signed by unknown authority"
+				sl.State, sl.FailedPhase, sl.Message = web.StateFail, "verify", `chain does not verify: x509: certificate signed by unknown authority <img src=x onerror="document.body.dataset.pwned=1">`
 				outcome = "FAIL"
 			}
 			snap.Recent = append([]web.RecordLink{{ID: sl.RecordID, DUT: sl.DUT, Slot: n, Outcome: outcome, Ended: ended}}, snap.Recent...)
@@ -174,8 +174,12 @@ func TestBrowser(t *testing.T) {
 	if got := webtest.SlotText(t, ctx, "slot-3", "failed_phase"); got != "verify" {
 		t.Errorf("FAIL tile's phase %q, want verify", got)
 	}
-	if got := webtest.SlotText(t, ctx, "slot-3", "message"); !strings.Contains(got, "certificate signed by unknown authority") {
+	// A device's words are shown as text: the markup in the message is neither parsed nor run.
+	if got := webtest.SlotText(t, ctx, "slot-3", "message"); !strings.Contains(got, `certificate signed by unknown authority <img src=x onerror=`) {
 		t.Errorf("FAIL tile's message %q", got)
+	}
+	if injected, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelectorAll('img').length > 0 || document.body.dataset.pwned !== undefined`)); err != nil || injected {
+		t.Errorf("markup in a failure message became part of the page (%v)", err)
 	}
 	label, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(`+webtest.TileExpr("slot-3")+`).getAttribute('role') + '|' + (`+webtest.TileExpr("slot-3")+`).getAttribute('aria-label')`))
 	if err != nil || label != "region|Slot slot-3: FAIL" {

@@ -56,6 +56,8 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
+	pubMu sync.Mutex // serializes Publish
+
 	mu      sync.Mutex
 	version uint64 // bumped by every Publish
 	encoded []byte // the latest snapshot as JSON
@@ -94,7 +96,13 @@ func New(ctl Control, opts Options) *Server {
 // Publish makes snap the page's state and wakes every event stream. It never waits for a
 // client: a stream still writing an earlier snapshot sends only the latest one next. The
 // snapshot is encoded here, so the caller may reuse its slices afterwards.
+//
+// The last call wins: a station publishing from several goroutines must take each snapshot
+// and publish it under one lock, or an older snapshot can land after a newer one and stay on
+// the page until the next change.
 func (s *Server) Publish(snap Snapshot) {
+	s.pubMu.Lock() // calls land in the order they were made
+	defer s.pubMu.Unlock()
 	snap.Now = time.Time{} // stamped when sent (withNow)
 	if snap.Slots == nil {
 		snap.Slots = []SlotState{}

@@ -19,7 +19,12 @@
 // "action" (the stop/start button; aria-label "Stop slot NAME" or "Start slot NAME"). Counters
 // are data-counter="passed" etc.; the last records are rows with data-record="ID" holding links
 // with data-link="record" and data-link="transcript"; the operator shown is
-// #operator-current's data-operator; refusals appear in #alert (role="alert").
+// #operator-current's data-operator; refusals appear in #alert (role="alert"); <body>'s
+// data-version counts the snapshots the page has received; #connection's data-connected is
+// "true" while the event stream is open.
+//
+// The page's event stream holds its HTTP request open: before closing an httptest.Server that
+// serves the page, call the web.Server's Close (or stop the browser), or Close waits for it.
 package webtest
 
 import (
