@@ -55,10 +55,11 @@ targets:
   - {name: unused, family: acs, console: {port: /dev/null}}
 EOF
 
-# openssl, one process per CSR, as on today's line.
+# The guide's two steps per CSR, as on today's line: openssl x509 -req, then cat for the chain.
 t0=$(now_ns)
 for f in "$work"/csr/*.csr; do
-	b=$(basename "$f" .csr)
+	b=${f##*/} # no process of the script's own in the timed loop
+	b=${b%.csr}
 	openssl x509 -req -in "$f" -extfile "$conf" -extensions req_ext \
 		-CA "$work/pki/dak.pem" -CAkey "$work/pki/dak.key" -days 1825 -sha256 \
 		-out "$work/openssl/$b-certificate.pem" 2>/dev/null
@@ -97,10 +98,10 @@ signatures=$(wc -l <"$work/out/signer/audit.jsonl")
 
 awk -v n="$n" -v o="$openssl_us" -v h="$hil_us" -v goal="$goal" -v sigs="$signatures" -v cores="$(nproc)" 'BEGIN {
 	op = o / n; hp = h / n; ratio = (hp > 0) ? op / hp : 0
-	printf "CSRs:                                                    %9d (%d cores)\n", n, cores
-	printf "openssl x509 -req per CSR (the FFS provisioning guide):  %9.3f ms\n", op / 1000
-	printf "hil sign --csr-dir, per CSR (start-up, ledger, audit):   %9.3f ms  (%.0f CSRs/s, whole run %.2f s)\n", hp / 1000, (h > 0 ? n * 1e6 / h : 0), h / 1e6
-	printf "ratio (openssl / hil sign):                              %9.1fx  (goal >= %dx: %s)\n", ratio, goal, (ratio >= goal ? "met" : "MISSED")
+	printf "CSRs:                                                         %9d (%d cores)\n", n, cores
+	printf "openssl x509 -req + cat per CSR (the FFS provisioning guide): %9.3f ms\n", op / 1000
+	printf "hil sign --csr-dir, per CSR (start-up, ledger, audit):        %9.3f ms  (%.0f CSRs/s, whole run %.2f s)\n", hp / 1000, (h > 0 ? n * 1e6 / h : 0), h / 1e6
+	printf "ratio (openssl / hil sign):                                   %9.1fx  (goal >= %dx: %s)\n", ratio, goal, (ratio >= goal ? "met" : "MISSED")
 	printf "all %d chains pass openssl verify; a second run returned them from the ledger (%d signatures in the audit log)\n", n, sigs
 	exit (ratio >= goal) ? 0 : 3
 }' || {
