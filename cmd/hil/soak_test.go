@@ -102,8 +102,8 @@ func startHilSim(t *testing.T, dir string, args ...string) string {
 }
 
 // TestSoakShortWithHilSim: 20 cycles on 2 devices of a real `hil sim`, with power cuts (during
-// provisioning, mid-flash and mid-reboot) and 1e-4 line noise: every identity survives, every
-// step ran every cycle, and the three reports read back.
+// provisioning, mid-flash and mid-reboot), 1e-4 line noise and USB re-enumeration: every identity
+// survives, every step ran every cycle, and the three reports read back.
 func TestSoakShortWithHilSim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 20-cycle soak in -short")
@@ -119,7 +119,7 @@ func TestSoakShortWithHilSim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"soak", "--bench", benchFile, "--cycles", "20", "--faults", "power_cut,noise",
+	err := run(ctx, []string{"soak", "--bench", benchFile, "--cycles", "20", "--faults", "power_cut,noise,reenumerate",
 		"--seed", "20261206", "--image", img, "--expect-version", "acs-sim-2.0.0", "--read-timeout", "20s",
 		"--progress-every", "5", "--out", out}, &stdout, &stderr)
 	if err != nil {
@@ -144,7 +144,7 @@ func TestSoakShortWithHilSim(t *testing.T) {
 			t.Errorf("step %s: p50 %v, p99 %v", s.Step, s.P50, s.P99)
 		}
 	}
-	for _, step := range []string{"verify", "reboot", "factory_reset", "reflash", "power_cycle", "power_cut"} {
+	for _, step := range []string{"verify", "reboot", "factory_reset", "reflash", "power_cycle", "power_cut", "reenumerate"} {
 		if runs[step] != 2*20 {
 			t.Errorf("step %s ran %d times, want 40 (2 devices, 20 cycles); steps %v", step, runs[step], runs)
 		}
@@ -153,6 +153,9 @@ func TestSoakShortWithHilSim(t *testing.T) {
 	for _, tg := range r.Targets {
 		if tg.Cycles != 20 || tg.Stopped != "" {
 			t.Errorf("target %s: %d cycles, stopped %q", tg.Name, tg.Cycles, tg.Stopped)
+		}
+		if tg.Facts["reenumerations"] != "20" {
+			t.Errorf("target %s: %q re-enumerations, want 20", tg.Name, tg.Facts["reenumerations"])
 		}
 		if tg.Facts["provision_cut"] == "" {
 			t.Errorf("target %s: no power cut was armed for provisioning", tg.Name)

@@ -14,9 +14,10 @@
 //     ledger inconsistency (ledger Check) is a failure of its own kind: counted, never retried.
 //     A torn or changed chain ends the target's soak (its identity is gone).
 //   - Faults: on simulated targets (power type "sim") the soak asks the simulator, over its power
-//     socket, for line noise at a byte error rate and for power cuts armed at a byte of the
-//     certificate upload or write (during provisioning), of the firmware transfer (reflash), or
-//     of whatever the device receives next (a cut at a random moment). Every choice comes from
+//     socket, for line noise at a byte error rate, for power cuts armed at a byte of the
+//     certificate upload or write (during provisioning) or of the firmware transfer (reflash), and
+//     for USB-serial re-enumeration (the port moves to a new device node behind the name the bench
+//     gives it); it also cuts the power at a random moment of a reboot. Every choice comes from
 //     the seed and the target's name, so a run is reproducible.
 //   - Hardware: verify, reboot and power cycle only, unless Destructive (factory reset, reflash,
 //     power cut by switching the power off at a random moment of a reboot).

@@ -263,7 +263,7 @@ func (r *Report) finish(now time.Time) {
 
 // stepOrder puts steps in cycle order, unknown names last.
 func stepOrder(names []string) []string {
-	known := []string{StepProvision, StepVerify, StepReboot, StepReset, StepReflash, StepPowerCycle, StepPowerCut}
+	known := []string{StepProvision, StepVerify, StepReboot, StepReset, StepReflash, StepPowerCycle, StepPowerCut, StepReenum}
 	rank := func(s string) int {
 		if i := slices.Index(known, s); i >= 0 {
 			return i

@@ -36,6 +36,8 @@ type runner struct {
 	want *pki.Issued // the chain the ledger issued for the device
 	key  string      // ledger key of the device (SHA-256 of its public key)
 	sigs int         // signatures beyond the first already counted as double signatures
+	// noReenum: the simulator said it cannot re-enumerate its port (a family without the fault).
+	noReenum bool
 }
 
 func (r *runner) run(ctx context.Context) {
@@ -90,6 +92,9 @@ func (r *runner) steps() []string {
 	}
 	if destructive && r.s.cfg.has(FaultPowerCut) && r.t.Power != nil {
 		list = append(list, StepPowerCut)
+	}
+	if sim && r.s.cfg.has(FaultReenumerate) && !r.noReenum {
+		list = append(list, StepReenum)
 	}
 	return list
 }
@@ -326,6 +331,8 @@ func (r *runner) do(ctx context.Context, name string) error {
 		return r.d.(device.PowerCycler).PowerCycle(ctx)
 	case StepPowerCut:
 		return r.powerCut(ctx)
+	case StepReenum:
+		return r.reenumerate(ctx)
 	}
 	return fmt.Errorf("soak: unknown step %q", name)
 }
@@ -378,6 +385,25 @@ func (r *runner) powerCut(ctx context.Context) error {
 		}
 	}
 	// The driver may have given up mid-exchange: a fresh link and driver for the check.
+	r.d.Close()
+	r.d = nil
+	return r.open(ctx)
+}
+
+// reenumerate has the simulator's adapter drop off and come back under a new device node, then
+// finds the port again by the name the bench gives it (the stable name, as /dev/serial/by-id/...
+// is for a real adapter): a fresh link and driver. A driver whose bench sets console.reopen
+// would reconnect by itself; the soak does not count on it.
+func (r *runner) reenumerate(ctx context.Context) error {
+	if err := r.t.Sim.Reenumerate(ctx); err != nil {
+		if strings.Contains(err.Error(), "unknown fault") {
+			r.noReenum = true // e.g. an ACK module: its simulator does not re-enumerate
+			r.s.rep.setFact(r.tr, "reenumerate", "not simulated for this family")
+			return nil
+		}
+		return err
+	}
+	r.s.rep.count(r.tr, "reenumerations")
 	r.d.Close()
 	r.d = nil
 	return r.open(ctx)

@@ -30,6 +30,11 @@ func (s *SimSocket) Cut(ctx context.Context, phase string, atByte int, restore t
 	return s.request(ctx, fmt.Sprintf("fault cut %s %d %d", phase, atByte, restore.Milliseconds()))
 }
 
+// Reenumerate asks the simulator to hang up its port and come back under a new device node.
+func (s *SimSocket) Reenumerate(ctx context.Context) error {
+	return s.request(ctx, "fault reenumerate")
+}
+
 // Clear disarms a cut and ends the noise.
 func (s *SimSocket) Clear(ctx context.Context) error { return s.request(ctx, "fault clear") }
 

@@ -26,6 +26,7 @@ const (
 	StepReflash    = "reflash"
 	StepPowerCycle = "power_cycle"
 	StepPowerCut   = "power_cut"
+	StepReenum     = "reenumerate"
 )
 
 // Faults a soak injects (--faults).
@@ -56,6 +57,9 @@ type Injector interface {
 	Cut(ctx context.Context, phase string, atByte int, restore time.Duration) error
 	// Clear disarms a cut that did not fire and ends the noise.
 	Clear(ctx context.Context) error
+	// Reenumerate makes the USB-serial adapter come back under a new device node: the open port
+	// is hung up and the target's port name moves to the new one.
+	Reenumerate(ctx context.Context) error
 }
 
 // Power switches a target's power (harness/power: relay command, USB hub port, simulator).
@@ -164,13 +168,6 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 	for _, t := range targets {
 		if t.Issuer == nil || t.Ledger == nil || t.Open == nil {
 			return nil, fmt.Errorf("soak: target %s: an opener, an issuer and a ledger are required", t.Name)
-		}
-	}
-	if cfg.has(FaultReenumerate) {
-		for _, t := range targets {
-			if t.Sim != nil {
-				return nil, fmt.Errorf("soak: fault %s: the simulators do not re-enumerate their ports yet", FaultReenumerate)
-			}
 		}
 	}
 	rep := newReport(cfg, cfg.now())

@@ -12,6 +12,7 @@ import (
 //	fault noise <byte error rate>                   each byte the device sends is changed with this probability
 //	fault cut <phase> <at byte> <restore ms>        one power cut at a byte of phase, power back after restore ms (0: stays off)
 //	fault clear                                     no noise, no armed cut
+//	fault reenumerate                               the USB-serial adapter comes back under a new device node
 //	-> "ok on" | "ok off" | "err <message>"
 //
 // Phases: "upload" (certificate bytes the device receives), "commit" (bytes of the certificate
@@ -22,6 +23,9 @@ const (
 	FaultNoise = "noise"
 	FaultCut   = "cut"
 	FaultClear = "clear"
+	// FaultReenumerate: the port the harness has open is hung up and the device's stable port
+	// name moves to a new pseudo-terminal.
+	FaultReenumerate = "reenumerate"
 )
 
 // Cut phases.
@@ -50,13 +54,13 @@ type Injector interface {
 // ParseFault reads the words after "fault".
 func ParseFault(args []string) (Fault, error) {
 	if len(args) == 0 {
-		return Fault{}, fmt.Errorf("fault: want noise RATE, cut PHASE BYTE RESTORE_MS or clear")
+		return Fault{}, fmt.Errorf("fault: want noise RATE, cut PHASE BYTE RESTORE_MS, reenumerate or clear")
 	}
 	f := Fault{Kind: args[0]}
 	switch f.Kind {
-	case FaultClear:
+	case FaultClear, FaultReenumerate:
 		if len(args) != 1 {
-			return f, fmt.Errorf("fault clear takes no arguments")
+			return f, fmt.Errorf("fault %s takes no arguments", f.Kind)
 		}
 	case FaultNoise:
 		if len(args) != 2 {
@@ -88,7 +92,7 @@ func ParseFault(args []string) (Fault, error) {
 		}
 		f.Restore = time.Duration(ms) * time.Millisecond
 	default:
-		return f, fmt.Errorf("fault: unknown kind %q (want noise, cut or clear)", f.Kind)
+		return f, fmt.Errorf("fault: unknown kind %q (want noise, cut, reenumerate or clear)", f.Kind)
 	}
 	return f, nil
 }

@@ -56,6 +56,8 @@ func (d *Device) InjectFault(f simpower.Fault) error {
 		return nil
 	case simpower.FaultCut:
 		return d.ArmPowerCut(PowerCut{Phase: f.Phase, AtByte: f.AtByte, RestoreAfter: f.Restore})
+	case simpower.FaultReenumerate:
+		return d.Reenumerate()
 	case simpower.FaultClear:
 		d.SetNoiseRate(0)
 		d.mu.Lock()

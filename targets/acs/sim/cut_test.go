@@ -97,7 +97,7 @@ func TestFaultRequestsOnThePowerSocket(t *testing.T) {
 		{"fault noise 2", "err fault noise: rate \"2\" is not a number from 0 to 1"},
 		{"fault cut sideways 1 0", "err fault cut: unknown phase \"sideways\" (want upload, commit, flash or any)"},
 		{"fault cut commit 1 0", "err sim: power cut phase \"commit\": want upload, flash or any"},
-		{"fault", "err fault: want noise RATE, cut PHASE BYTE RESTORE_MS or clear"},
+		{"fault", "err fault: want noise RATE, cut PHASE BYTE RESTORE_MS, reenumerate or clear"},
 	} {
 		if got := ask(tc.req); got != tc.want {
 			t.Errorf("%q: %q, want %q", tc.req, got, tc.want)
@@ -114,7 +114,7 @@ func TestFaultRequestsOnThePowerSocket(t *testing.T) {
 
 func TestParseFault(t *testing.T) {
 	t.Parallel()
-	for _, line := range []string{"noise 0.0001", "cut flash 1024 200", "cut any 0 0", "clear"} {
+	for _, line := range []string{"noise 0.0001", "cut flash 1024 200", "cut any 0 0", "clear", "reenumerate"} {
 		f, err := simpower.ParseFault(strings.Fields(line))
 		if err != nil {
 			t.Errorf("%q: %v", line, err)
@@ -124,9 +124,42 @@ func TestParseFault(t *testing.T) {
 			t.Errorf("%q reads back as %q", line, got)
 		}
 	}
-	for _, line := range []string{"noise", "noise -1", "cut any -1 0", "cut any 1 600000000", "cut any x 0", "clear now", "storm"} {
+	for _, line := range []string{"noise", "noise -1", "cut any -1 0", "cut any 1 600000000", "cut any x 0", "clear now", "reenumerate 2", "storm"} {
 		if _, err := simpower.ParseFault(strings.Fields(line)); err == nil {
 			t.Errorf("%q accepted", line)
 		}
+	}
+}
+
+// TestReenumerateMovesThePort: the port the harness has open goes dead, the stable port name
+// points to a new pseudo-terminal, and the device answers there with its storage intact.
+func TestReenumerateMovesThePort(t *testing.T) {
+	t.Parallel()
+	d := startDevice(t, nil)
+	c := openConsole(t, d, 115200)
+	c.sync(10 * time.Second)
+	c.mustRun("echo kept > " + filepath.Join(d.DataDir(), "kept"))
+	before := d.PortName()
+	if err := d.Reenumerate(); err != nil {
+		t.Fatal(err)
+	}
+	after := d.PortName()
+	if after == before {
+		t.Fatalf("still on %s", before)
+	}
+	if target, err := os.Readlink(d.PortPath()); err != nil || target != after {
+		t.Errorf("%s -> %q (%v), want %s", d.PortPath(), target, err, after)
+	}
+	// The old port is hung up: writes fail (EIO), reads see nothing more.
+	if _, err := c.port.Write([]byte("echo stale\n")); err == nil {
+		buf := make([]byte, 64)
+		if n, err := c.port.Read(buf); err == nil && n > 0 {
+			t.Errorf("the old port still carries %q", buf[:n])
+		}
+	}
+	c2 := openConsole(t, d, 115200) // found again by its stable name
+	c2.sync(10 * time.Second)
+	if out := c2.mustRun("cat " + filepath.Join(d.DataDir(), "kept")); !strings.Contains(out, "kept") {
+		t.Errorf("after re-enumeration: %q", out)
 	}
 }

@@ -189,7 +189,11 @@ func (d *Device) Config() Config { return d.cfg }
 func (d *Device) PortPath() string { return d.l.tty }
 
 // PortName is the pseudo-terminal itself (/dev/pts/N).
-func (d *Device) PortName() string { return d.portName }
+func (d *Device) PortName() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.portName
+}
 
 // Dir is the device's directory.
 func (d *Device) Dir() string { return d.l.dir }
@@ -262,9 +266,12 @@ func (d *Device) Close() error {
 		d.cut()
 		_ = d.do(reqClose)
 		<-d.done
-		d.am.Close() // ends pumpIn
+		d.txMu.Lock() // a re-enumeration (reenum.go) swaps them under txMu
+		am, as := d.am, d.as
+		d.txMu.Unlock()
+		am.Close() // ends pumpIn
 		d.wg.Wait()
-		d.as.Close()
+		as.Close()
 		d.lockFile.Close()
 		d.logf("%s: closed", d.cfg.Name)
 	})
@@ -726,7 +733,10 @@ func (d *Device) speedMismatch() bool {
 	if d.cfg.Baud == 0 {
 		return false
 	}
-	rate, ok := simline.PortSpeed(d.as)
+	d.mu.Lock()
+	as := d.as // swapped by a re-enumeration
+	d.mu.Unlock()
+	rate, ok := simline.PortSpeed(as)
 	return ok && rate != d.cfg.Baud
 }
 
@@ -747,7 +757,8 @@ func (d *Device) pumpIn() {
 	defer d.wg.Done()
 	buf := make([]byte, 4096)
 	for {
-		n, err := d.am.Read(buf)
+		am := d.master()
+		n, err := am.Read(buf)
 		var fire *armedCut // an armed power cut reached in this read (cut.go)
 		for p := buf[:n]; len(p) > 0; {
 			k := min(len(p), d.inputGrain())
@@ -793,6 +804,9 @@ func (d *Device) pumpIn() {
 		}
 		if fire != nil {
 			d.powerCutNow(fire.RestoreAfter)
+		}
+		if err != nil && d.master() != am {
+			continue // re-enumerated (reenum.go): read the new master
 		}
 		if err != nil {
 			return // am closed by Close
