@@ -211,6 +211,13 @@
     es.addEventListener('error', () => {
       status.textContent = 'Reconnecting…';
       status.dataset.connected = 'false';
+      // EventSource gives up on an answer other than a stream (a restarting station's 503, a
+      // 401 once the token changed): try again on our own, the page reloads to ask for a token.
+      if (es.readyState === EventSource.CLOSED) {
+        setTimeout(() => fetch('/api/state', { credentials: 'same-origin' })
+          .then((r) => { if (r.status === 401) location.reload(); else connect(); })
+          .catch(() => connect()), 2000);
+      }
     });
     es.addEventListener('snapshot', (e) => apply(JSON.parse(e.data)));
   }
