@@ -145,8 +145,8 @@ func failurePlot(byCycle []int) template.HTML {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#c33"><title>cycles %d-%d: %d</title></rect>`,
 			x, float64(plotH-padB)-h, math.Max(w-0.5, 0.5), h, i*group, min((i+1)*group, n)-1, v)
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11">0</text><text x="%d" y="%d" font-size="11" text-anchor="end">%d</text>`,
-		padL-14, padT+10, plotW-padR, plotH-8, n-1)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" text-anchor="end">0</text><text x="%d" y="%d" font-size="11" text-anchor="end">%d</text>`,
+		padL-4, plotH-padB, plotW-padR, plotH-8, n-1)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" text-anchor="end">%d</text>`, padL-4, padT+10, top)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11">cycle (0: provisioning)</text>`, padL, plotH-8)
 	b.WriteString(`</svg>`)
@@ -199,8 +199,17 @@ func timeHistogram(ds []time.Duration, p50, p99 float64) template.HTML {
 		v     float64
 	}{{"p50", p50}, {"p99", p99}} {
 		x := xOf(m.v)
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e80" stroke-dasharray="4 2"/><text x="%.1f" y="%d" font-size="11" fill="#b60">%s %.0f ms</text>`,
-			x, padT, x, plotH-padB, x+3, padT+12, m.label, m.v)
+		// Labels read leftwards near the right edge, and p99's sits lower than p50's.
+		lx, anchor := x+3, "start"
+		if x > plotW-120 {
+			lx, anchor = x-3, "end"
+		}
+		ly := padT + 12
+		if m.label == "p99" {
+			ly += 14
+		}
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e80" stroke-dasharray="4 2"/><text x="%.1f" y="%d" font-size="11" fill="#b60" text-anchor="%s">%s %.0f ms</text>`,
+			x, padT, x, plotH-padB, lx, ly, anchor, m.label, m.v)
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11">%.0f ms</text><text x="%d" y="%d" font-size="11" text-anchor="end">%.0f ms</text>`,
 		padL, plotH-8, math.Pow(10, lo), plotW-padR, plotH-8, math.Pow(10, hi))
