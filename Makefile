@@ -8,7 +8,7 @@ BIN      := bin/hil
 OUT      := hil-out
 FUZZTIME ?= 10s
 
-.PHONY: all deps build demo test vet specs bench fuzz soak clean
+.PHONY: all deps build demo test vet specs bench fuzz soak station-bench clean
 
 all: build
 
@@ -59,6 +59,11 @@ bench: deps build
 # noise, SOAK_CYCLES cycles (default 1,000; scripts/soak.sh). Counters and duration at the end.
 soak: deps build
 	@./scripts/soak.sh $(BIN) $(OUT)/soak
+
+# The end-of-line station on simulated slots (scripts/station-bench.sh): DUTs per hour with 16
+# slots and SoftDAK against the slots' own bound, and the station's peak RSS with 32 slots.
+station-bench: deps build
+	@./scripts/station-bench.sh $(BIN)
 
 clean:
 	rm -rf bin $(OUT)

@@ -56,7 +56,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer sb.Close()
 	for i, t := range sb.Bench.Targets {
-		fmt.Fprintf(stdout, "%-8s %s -> %s\n", t.Name, t.Console.Port, sb.Devices[i].PortPath())
+		fmt.Fprintf(stdout, "%-8s %s -> %s (serial %s)\n", t.Name, t.Console.Port, sb.Devices[i].PortPath(), sb.Devices[i].Serial())
 	}
 	if *modules+*external > 0 {
 		ab, err := simbench.StartACK(filepath.Join(*dir, "ack"), simbench.ACKOptions{Modules: *modules, External: *external,

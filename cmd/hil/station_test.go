@@ -488,3 +488,64 @@ func TestDisplayLines(t *testing.T) {
 		t.Errorf("plain: %q", plain.String())
 	}
 }
+
+// TestStationDrainAndAbort: the first Ctrl-C (Drain) lets the DUTs in flight finish and starts
+// no new one; a second (Abort) stops them at once, recorded ABORTED in the ledger and on disk.
+func TestStationDrainAndAbort(t *testing.T) {
+	t.Parallel()
+	for _, abort := range []bool{false, true} {
+		name := map[bool]string{false: "drain", true: "abort"}[abort]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 2, BootDelay: 50 * time.Millisecond, Feed: 3,
+				InsertDelay: 50 * time.Millisecond, RemoveGrace: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sb.Close()
+			plan := writePlan(t, "  - name: burn_in\n    type: shell\n    command: sleep 2\n")
+			o := stationOpts(sb.BenchFile, plan, name, 0) // no limit: only the operator ends it
+			o.hook = func(r *stationrun.Runner) {
+				go func() {
+					for {
+						ch := r.Changed()
+						sn := r.Snapshot()
+						if sn.Slots[0].Phase == "burn_in" && sn.Slots[1].Phase == "burn_in" {
+							r.Drain()
+							if abort {
+								r.Abort()
+							}
+							return
+						}
+						select {
+						case <-ch:
+						case <-ctx.Done():
+							return
+						}
+					}
+				}()
+			}
+			var out syncBuffer
+			if err := runStation(ctx, o, &out, &out); err != nil {
+				t.Fatalf("%v\n%s", err, out.String())
+			}
+			runs, err := openLedger(t, sb.BenchFile).ListTests(ctx, ledger.TestFilter{Station: name})
+			if err != nil || len(runs) != 2 {
+				t.Fatalf("%v: %d runs, want 2 (no DUT started after the drain)\n%s", err, len(runs), out.String())
+			}
+			want := map[bool]ledger.TestOutcome{false: ledger.TestPass, true: ledger.TestAborted}[abort]
+			for _, r := range runs {
+				rec, _ := testrecord.Parse(r.Record)
+				if r.Outcome != want || rec == nil || rec.Outcome != string(want) {
+					t.Errorf("%s: %s, want %s", r.Slot, r.Outcome, want)
+					continue
+				}
+				if abort && (rec.FailedPhase != "burn_in" || !strings.Contains(rec.Message, "aborted")) {
+					t.Errorf("%s: aborted at %q: %s", r.Slot, rec.FailedPhase, rec.Message)
+				}
+			}
+		})
+	}
+}

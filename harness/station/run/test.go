@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -430,6 +431,7 @@ func (t *dutTest) shell(ctx context.Context, cmd string) (string, error) {
 		}
 	}
 	res, err := c.Console().Shell(ctx, cmd)
+	res.Output = csi.ReplaceAllString(res.Output, "")
 	if err != nil {
 		return res.Output, err
 	}
@@ -465,6 +467,10 @@ func (t *dutTest) shellPhase(ctx context.Context, ph plan.Phase, p *testrecord.P
 	}
 	return nil
 }
+
+// csi matches terminal control sequences: a cursor-position report that reaches busybox late
+// comes back echoed in a command's output ("\x1b[1;1R"), and is no part of a measurement.
+var csi = regexp.MustCompile(`\x1b\[[0-9;?]*[@-~]`)
 
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)
