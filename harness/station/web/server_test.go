@@ -632,7 +632,7 @@ func TestServeEndsWithItsContext(t *testing.T) {
 }
 
 // waitFor polls cond (a state the server reaches by itself) until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for !cond() {
@@ -671,5 +671,54 @@ func BenchmarkPublish(b *testing.B) {
 				s.Publish(snap)
 			}
 		})
+	}
+}
+
+// BenchmarkEventsFanout: one Publish of a 32-slot snapshot until each of 16 pages (event
+// streams over real HTTP) has read it.
+func BenchmarkEventsFanout(b *testing.B) {
+	const pages = 16
+	s := New(&fakeControl{}, Options{MaxClients: pages})
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	defer s.Close()
+	snap := testSnapshot()
+	snap.Slots = nil
+	for i := range 32 {
+		snap.Slots = append(snap.Slots, SlotState{Name: fmt.Sprintf("slot-%02d", i), State: StateRunning, DUT: fmt.Sprintf("SN-%06d", i), Phase: "provision", Started: time.Now()})
+	}
+	got := make([]chan uint64, pages) // each page's event ids, as read
+	for i := range got {
+		got[i] = make(chan uint64, 1024)
+		resp, err := ts.Client().Get(ts.URL + "/api/events")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		go func(r *bufio.Reader, ids chan<- uint64) {
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				var id uint64
+				if _, err := fmt.Sscanf(line, "id: %d", &id); err == nil {
+					ids <- id
+				}
+			}
+		}(bufio.NewReader(resp.Body), got[i])
+	}
+	waitFor(b, "the streams", func() bool { return s.clients() == pages })
+	b.ResetTimer()
+	for b.Loop() {
+		s.Publish(snap)
+		_, v := s.latest()
+		for _, ids := range got {
+			for id := range ids {
+				if id >= v {
+					break
+				}
+			}
+		}
 	}
 }
