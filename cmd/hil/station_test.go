@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -548,4 +551,102 @@ func TestStationDrainAndAbort(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStationServesItsPage: hil station --listen serves the runner's state, its records and
+// transcripts, and takes the operator id and stop requests (unknown slots refused, nothing
+// changed).
+func TestStationServesItsPage(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 2, BootDelay: 50 * time.Millisecond, Feed: 1,
+		RemoveGrace: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	var out syncBuffer
+	o := stationOpts(sb.BenchFile, writePlan(t, ""), "page", 2)
+	o.listen = "127.0.0.1:0"
+	checked := make(chan error, 1)
+	o.hook = func(r *stationrun.Runner) {
+		// The runner ends when both DUTs are done: hold the second until the page is checked.
+		if err := r.StopSlot("dut2"); err != nil {
+			t.Error(err)
+		}
+		go func() {
+			err := checkPage(ctx, r, &out)
+			r.StartSlot("dut2")
+			checked <- err
+		}()
+	}
+	if err := runStation(ctx, o, &out, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if err := <-checked; err != nil {
+		t.Error(err)
+	}
+	runs, _ := openLedger(t, sb.BenchFile).ListTests(ctx, ledger.TestFilter{Station: "page"})
+	if len(runs) != 2 || runs[0].Operator != "op-9" {
+		t.Errorf("runs after the page set the operator: %+v", runs)
+	}
+}
+
+func checkPage(ctx context.Context, r *stationrun.Runner, out *syncBuffer) error {
+	addrRE := regexp.MustCompile(`operator page: (http://\S+)/`)
+	var base string
+	var rec web.RecordLink
+	for base == "" || rec.ID == "" {
+		if m := addrRE.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+		}
+		if sn := r.Snapshot(); len(sn.Recent) > 0 {
+			rec = sn.Recent[0]
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	get := func(path string) (int, string, error) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	post := func(path, body string) (int, error) {
+		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, body, err := get("/api/state"); err != nil || code != 200 || !strings.Contains(body, `"station":"page"`) || !strings.Contains(body, rec.ID) {
+		return fmt.Errorf("GET /api/state: %d %v %s", code, err, body)
+	}
+	if code, body, err := get("/records/" + rec.ID); err != nil || code != 200 || !strings.Contains(body, `"dut_id": "`+rec.DUT+`"`) {
+		return fmt.Errorf("GET record: %d %v %s", code, err, body)
+	}
+	if code, body, err := get("/records/" + rec.ID + "/transcript"); err != nil || code != 200 || !strings.Contains(body, "serial_number") {
+		return fmt.Errorf("GET transcript: %d %v %.200s", code, err, body)
+	}
+	if code, _, _ := get("/records/nope-0/transcript"); code != 404 {
+		return fmt.Errorf("GET an unknown record's transcript: %d", code)
+	}
+	if code, err := post("/api/slots/dut9/stop", ""); err != nil || code/100 != 4 {
+		return fmt.Errorf("POST stop of an unknown slot: %d %v", code, err)
+	}
+	if code, err := post("/api/operator", `{"operator":"op-9"}`); err != nil || code/100 != 2 {
+		return fmt.Errorf("POST operator: %d %v", code, err)
+	}
+	if op := r.Snapshot().Operator; op != "op-9" {
+		return fmt.Errorf("operator after the page set it: %q", op)
+	}
+	return nil
 }
