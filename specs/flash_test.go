@@ -133,7 +133,10 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 		// costs a resend. The bootloader's text around the transfer (its ready line, digest
 		// and verdict) stays readable; noise there is a failed transfer, retried, which is
 		// another spec's business.
-		res, err := s.FlashWith(ctx, img, cfg, device.FlashOptions{ExpectVersion: v,
+		noisy := cfg
+		// A garbled answer costs a resend after the garbage wait; its length is not under test.
+		noisy.GarbageWait = 50 * time.Millisecond
+		res, err := s.FlashWith(ctx, img, noisy, device.FlashOptions{ExpectVersion: v,
 			Transfer: func(sent, total int64) {
 				if sent >= total {
 					d.SetNoiseRate(0)

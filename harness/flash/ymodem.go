@@ -30,10 +30,10 @@ const (
 	DefaultMaxRetries   = 10
 )
 
-// garbageWait is how long an answer may still come once garbage arrived
-// instead of ACK/NAK: a garbled answer should cost a resend, not a full
-// BlockTimeout.
-const garbageWait = 500 * time.Millisecond
+// DefaultGarbageWait is how long an answer may still come once garbage
+// arrived instead of ACK/NAK: a garbled answer should cost a resend, not a
+// full BlockTimeout.
+const DefaultGarbageWait = 500 * time.Millisecond
 
 // ErrReceiverCancelled is returned (wrapped) when the receiver sent CAN CAN.
 var ErrReceiverCancelled = errors.New("the receiver cancelled the transfer (CAN CAN)")
@@ -52,6 +52,9 @@ type YModemOptions struct {
 	StartTimeout time.Duration
 	// MaxRetries is how often one block may be resent.
 	MaxRetries int
+	// GarbageWait is how long an answer may still come once garbage arrived instead of it
+	// (default DefaultGarbageWait); then the block is sent again.
+	GarbageWait time.Duration
 }
 
 // Stats describe a transfer.
@@ -152,6 +155,9 @@ func newSender(ctx context.Context, w io.Writer, in <-chan []byte, opts YModemOp
 	}
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = DefaultMaxRetries
+	}
+	if opts.GarbageWait <= 0 {
+		opts.GarbageWait = DefaultGarbageWait
 	}
 	return &sender{ctx: ctx, w: w, in: in, opts: opts, lineErr: func() error { return nil }}
 }

@@ -107,7 +107,7 @@ func (s *sender) awaitC(what string, timeout time.Duration) error {
 
 // answer waits for ACK or NAK to what was just sent. A 'C' is ignored (a
 // receiver repeats it while waiting to start); other bytes are garbage and
-// shorten the wait to garbageWait.
+// shorten the wait to YModemOptions.GarbageWait.
 func (s *sender) answer() (byte, error) {
 	deadline := time.Now().Add(s.opts.BlockTimeout)
 	garbled := false
@@ -134,7 +134,7 @@ func (s *sender) answer() (byte, error) {
 		s.st.Noise++
 		if b != crcReq {
 			garbled = true
-			deadline = minTime(deadline, time.Now().Add(garbageWait))
+			deadline = minTime(deadline, time.Now().Add(s.opts.GarbageWait))
 		}
 	}
 }

@@ -62,9 +62,10 @@ type FlashConfig struct {
 	// Timeout bounds reaching the bootloader, each transfer's start, and the boot after it.
 	Timeout time.Duration
 	// BlockTimeout is how long the YMODEM sender waits for a block's answer before sending it
-	// again (default flash.DefaultBlockTimeout).
-	BlockTimeout time.Duration
-	Attempts     int // transfers tried before giving up
+	// again (default flash.DefaultBlockTimeout); GarbageWait, how long once garbage came
+	// instead of the answer (default flash.DefaultGarbageWait).
+	BlockTimeout, GarbageWait time.Duration
+	Attempts                  int // transfers tried before giving up
 }
 
 func (c FlashConfig) withDefaults() FlashConfig {
@@ -292,7 +293,8 @@ func (d *Device) transfer(ctx context.Context, img *flash.Image, cfg FlashConfig
 	name := filepath.Base(img.Path)
 	var serr error
 	err = d.con.Raw(ctx, "ymodem "+name, func(rw io.ReadWriter) error {
-		st, serr = flash.SendYModem(ctx, rw, name, img.Data, flash.YModemOptions{Progress: opts.Transfer, BlockTimeout: cfg.BlockTimeout})
+		st, serr = flash.SendYModem(ctx, rw, name, img.Data, flash.YModemOptions{Progress: opts.Transfer,
+			BlockTimeout: cfg.BlockTimeout, GarbageWait: cfg.GarbageWait})
 		return serr
 	})
 	if err != nil {
