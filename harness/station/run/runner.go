@@ -75,6 +75,11 @@ type Runner struct {
 	records  []*testrecord.Record // this batch, for JUnit
 	changed  chan struct{}        // closed and replaced on every state change
 
+	pubMu  sync.Mutex // publish
+	left   int64      // signatures left, as last asked (pubMu)
+	leftAt time.Time
+	junit  sync.Mutex // one JUnit write at a time: the newest batch is the one that stays
+
 	drain  chan struct{}
 	drainO sync.Once
 	abort  context.Context
@@ -188,6 +193,8 @@ func (r *Runner) JUnitPath() string {
 }
 
 func (r *Runner) writeJUnit() error {
+	r.junit.Lock()
+	defer r.junit.Unlock()
 	r.mu.Lock()
 	recs := append([]*testrecord.Record(nil), r.records...)
 	r.mu.Unlock()
@@ -520,10 +527,18 @@ func (r *Runner) snapshotLocked() web.Snapshot {
 	return sn
 }
 
+// publish tells the page and the terminal. One at a time, each taking its snapshot inside, so
+// a slower caller never publishes an older state after a newer one.
 func (r *Runner) publish() {
+	r.pubMu.Lock()
+	defer r.pubMu.Unlock()
 	sn := r.Snapshot()
 	if r.cfg.SignaturesLeft != nil {
-		sn.Counters.SignaturesLeft = r.cfg.SignaturesLeft()
+		// The budget is a ledger query: asked at most once a second, not on every change.
+		if now := r.cfg.Now(); now.Sub(r.leftAt) >= time.Second {
+			r.left, r.leftAt = r.cfg.SignaturesLeft(), now
+		}
+		sn.Counters.SignaturesLeft = r.left
 	}
 	if r.cfg.Publish != nil {
 		r.cfg.Publish(sn)
