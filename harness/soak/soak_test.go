@@ -31,7 +31,7 @@ type testPKI struct {
 	key  *ecdsa.PrivateKey
 }
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -49,7 +49,7 @@ func newTestPKI(t *testing.T) *testPKI {
 }
 
 // issue makes a chain for a new device key.
-func (p *testPKI) issue(t *testing.T, cn string) *pki.Issued {
+func (p *testPKI) issue(t testing.TB, cn string) *pki.Issued {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -160,7 +160,7 @@ type fixture struct {
 	tgts []Target
 }
 
-func newFixture(t *testing.T, names ...string) *fixture {
+func newFixture(t testing.TB, names ...string) *fixture {
 	f := &fixture{pki: newTestPKI(t), devs: map[string]*fakeDevice{}, lg: &fakeLedger{sigs: map[string]int{}}}
 	iss := &fakeIssuer{roots: []*x509.Certificate{f.pki.root}}
 	dir := t.TempDir()
