@@ -403,8 +403,9 @@ func TestSecondStationRefused(t *testing.T) {
 	}
 }
 
-// TestStationKilledMidBatch: kill -9 of a station while it provisions; the restart records the
-// test left RUNNING as ABORTED, tests the DUTs again, and no DUT is signed twice.
+// TestStationKilledMidBatch: kill -9 of a station at moments swept through the DHA cycle, four
+// times; each start records the tests left RUNNING as ABORTED and tests the DUTs again; in the end
+// both DUTs pass and neither was signed twice.
 func TestStationKilledMidBatch(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -416,19 +417,24 @@ func TestStationKilledMidBatch(t *testing.T) {
 	}
 	defer sb.Close()
 	plan := writePlan(t, "  - type: reboot\n")
-	cmd := hilProc(ctx, "station", "--bench", sb.BenchFile, "--plan", plan, "--station", "crash", "--display", "lines",
-		"--probe-every", "100ms", "--probe-timeout", "1s")
-	pipe, _ := cmd.StdoutPipe()
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	// Kills at moments swept through the cycle: each restart first ends what the one before
+	// left RUNNING, then starts on the same DUTs again.
+	for i, delay := range []time.Duration{0, 150 * time.Millisecond, 400 * time.Millisecond, 900 * time.Millisecond} {
+		cmd := hilProc(ctx, "station", "--bench", sb.BenchFile, "--plan", plan, "--station", "crash", "--display", "lines",
+			"--probe-every", "100ms", "--probe-timeout", "1s")
+		pipe, _ := cmd.StdoutPipe()
+		cmd.Stderr = cmd.Stdout
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() && !strings.Contains(sc.Text(), " provision ") {
+		}
+		time.Sleep(delay)
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: %v after provision started", i+1, delay)
 	}
-	sc := bufio.NewScanner(pipe)
-	for sc.Scan() && !strings.Contains(sc.Text(), " provision ") {
-	}
-	time.Sleep(150 * time.Millisecond) // somewhere in the DHA cycle
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	cmd.Wait()
 
 	st := openLedger(t, sb.BenchFile)
 	running, err := st.ListTests(ctx, ledger.TestFilter{Station: "crash", Outcome: ledger.TestRunning})
@@ -456,6 +462,13 @@ func TestStationKilledMidBatch(t *testing.T) {
 	if len(passed) != 2 {
 		t.Errorf("%d DUTs passed after the restart, want 2", len(passed))
 	}
+	all, _ := st.ListTests(ctx, ledger.TestFilter{Station: "crash"})
+	for _, r := range all {
+		if r.Outcome != ledger.TestPass && r.Outcome != ledger.TestAborted {
+			t.Errorf("test %s (%s): %s", r.ID, r.Slot, r.Outcome)
+		}
+	}
+	t.Logf("%d tests: %d killed (ABORTED), 2 PASS", len(all), len(all)-len(passed))
 	// Exactly once: one certificate per DUT, and the budget counts exactly those signatures.
 	recs, err := st.List(ctx, ledger.Filter{})
 	if err != nil {
