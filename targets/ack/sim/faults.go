@@ -25,6 +25,8 @@ func (m *Module) InjectFault(f simpower.Fault) error {
 		}
 		m.ArmPowerCut(PowerCut{Phase: f.Phase, AtByte: f.AtByte, RestoreAfter: f.Restore})
 		return nil
+	case simpower.FaultReenumerate:
+		return m.Reenumerate()
 	case simpower.FaultClear:
 		m.mu.Lock()
 		m.faults, m.cut = LineFaults{}, nil

@@ -1,8 +1,12 @@
 package sim
 
 import (
+	"bufio"
+	"os"
 	"testing"
 	"time"
+
+	"go.bug.st/serial"
 
 	"hilbench/targets/simpower"
 )
@@ -72,5 +76,37 @@ func TestInjectFaultNoiseAndClear(t *testing.T) {
 	defer m.mu.Unlock()
 	if m.faults != (LineFaults{}) || m.cut != nil {
 		t.Errorf("clear left %+v, cut %+v", m.faults, m.cut)
+	}
+}
+
+// TestReenumerate: the old port is hung up, the module answers on the port its name now leads to.
+func TestReenumerate(t *testing.T) {
+	t.Parallel()
+	m, c := startModule(t, nil)
+	c.waitBoot()
+	before, _ := os.Readlink(m.PortPath())
+	if err := m.InjectFault(simpower.Fault{Kind: simpower.FaultReenumerate}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Readlink(m.PortPath())
+	if err != nil || after == before {
+		t.Fatalf("port %s -> %q (%v), was %q", m.PortPath(), after, err, before)
+	}
+	if _, err := c.port.Write([]byte(c.raw("01", "HELLO", nil))); err == nil {
+		buf := make([]byte, 64)
+		_ = c.port.SetReadTimeout(200 * time.Millisecond)
+		if n, err := c.port.Read(buf); err == nil && n > 0 {
+			t.Errorf("the old port still carries %q", buf[:n])
+		}
+	}
+	p, err := serial.Open(m.PortPath(), &serial.Mode{BaudRate: 115200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	_ = p.SetReadTimeout(5 * time.Second)
+	c2 := &client{t: t, port: p, rd: bufio.NewReader(p)}
+	if status, _ := c2.call("HELLO", nil); status != "OK" {
+		t.Errorf("HELLO on the new port: %s", status)
 	}
 }

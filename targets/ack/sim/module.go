@@ -322,9 +322,12 @@ func (m *Module) Close() error {
 		m.cutLocked()
 		m.closed = true
 		m.mu.Unlock()
-		m.am.Close()
+		m.txMu.Lock() // a re-enumeration (reenum.go) swaps them under txMu
+		am, as := m.am, m.as
+		m.txMu.Unlock()
+		am.Close()
 		m.wg.Wait()
-		m.as.Close()
+		as.Close()
 		m.lock.Close()
 	})
 	return nil
@@ -452,7 +455,8 @@ func (m *Module) pumpIn() {
 	defer m.wg.Done()
 	buf := make([]byte, 4096)
 	for {
-		n, err := m.am.Read(buf)
+		am := m.master()
+		n, err := am.Read(buf)
 		for p := buf[:n]; len(p) > 0; {
 			k := min(len(p), simline.ChunkSize(m.cfg.Baud, 5*time.Millisecond))
 			chunk := p[:k]
@@ -478,6 +482,9 @@ func (m *Module) pumpIn() {
 				m.logf("power cut (armed, any byte)")
 				m.powerCut(cut.RestoreAfter)
 			}
+		}
+		if err != nil && m.master() != am {
+			continue // re-enumerated (reenum.go): read the new master
 		}
 		if err != nil {
 			return
