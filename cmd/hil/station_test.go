@@ -410,13 +410,16 @@ func TestStationKilledMidBatch(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 2, BootDelay: 50 * time.Millisecond, Feed: 1,
-		RemoveGrace: 300 * time.Millisecond})
+	// The boards stay in their slots (no feed, no release): every start tests them again, and a
+	// DUT whose test a kill did not reach is simply tested once more (its chain comes back from
+	// the ledger, no signature).
+	sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 2, BootDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sb.Close()
-	plan := writePlan(t, "  - type: reboot\n")
+	plan := filepath.Join(t.TempDir(), "plan.yaml")
+	os.WriteFile(plan, []byte("name: crash\ndut_id: {command: serial_number, regexp: '^(\\S+)'}\nphases:\n  - type: provision\n  - type: verify\n  - type: reboot\n"), 0o644)
 	// Kills at moments swept through the cycle: each restart first ends what the one before
 	// left RUNNING, then starts on the same DUTs again.
 	for i, delay := range []time.Duration{0, 150 * time.Millisecond, 400 * time.Millisecond, 900 * time.Millisecond} {
@@ -438,8 +441,8 @@ func TestStationKilledMidBatch(t *testing.T) {
 
 	st := openLedger(t, sb.BenchFile)
 	running, err := st.ListTests(ctx, ledger.TestFilter{Station: "crash", Outcome: ledger.TestRunning})
-	if err != nil || len(running) == 0 {
-		t.Fatalf("tests left RUNNING by the killed station: %v, %d", err, len(running))
+	if err != nil {
+		t.Fatal(err)
 	}
 	var out syncBuffer
 	if err := runStation(ctx, stationOpts(sb.BenchFile, plan, "crash", 2), &out, &out); err != nil {
@@ -458,17 +461,23 @@ func TestStationKilledMidBatch(t *testing.T) {
 			t.Errorf("record file of %s: %v %v", r.ID, err, perr)
 		}
 	}
-	passed, _ := st.ListTests(ctx, ledger.TestFilter{Station: "crash", Outcome: ledger.TestPass})
-	if len(passed) != 2 {
-		t.Errorf("%d DUTs passed after the restart, want 2", len(passed))
-	}
 	all, _ := st.ListTests(ctx, ledger.TestFilter{Station: "crash"})
-	for _, r := range all {
-		if r.Outcome != ledger.TestPass && r.Outcome != ledger.TestAborted {
+	aborted := 0
+	for i, r := range all {
+		switch {
+		case i < 2 && r.Outcome != ledger.TestPass: // the restart's, newest first
+			t.Errorf("test %s (%s) after the restart: %s", r.ID, r.Slot, r.Outcome)
+		case r.Outcome == ledger.TestAborted:
+			aborted++
+		case r.Outcome != ledger.TestPass:
 			t.Errorf("test %s (%s): %s", r.ID, r.Slot, r.Outcome)
 		}
 	}
-	t.Logf("%d tests: %d killed (ABORTED), 2 PASS", len(all), len(all)-len(passed))
+	// The first kill comes as provision starts: after BeginTest, so at least its tests were RUNNING.
+	if aborted == 0 {
+		t.Error("no test was recorded ABORTED")
+	}
+	t.Logf("%d tests: %d killed (ABORTED)", len(all), aborted)
 	// Exactly once: one certificate per DUT, and the budget counts exactly those signatures.
 	recs, err := st.List(ctx, ledger.Filter{})
 	if err != nil {
