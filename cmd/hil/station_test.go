@@ -250,7 +250,7 @@ func TestStationPulledAndFaultyDUTs(t *testing.T) {
 	}
 	pulledSerial := sb.Slots[0].Serial()
 	corruptSerial := sb.Slots[1].Serial()
-	plan := writePlan(t, "  - name: burn_in\n    type: shell\n    command: sleep 2\n    timeout: 4s\n")
+	plan := writePlan(t, "  - name: burn_in\n    type: shell\n    command: sleep 3\n    timeout: 6s\n")
 	var out syncBuffer
 	o := stationOpts(sb.BenchFile, plan, "faults", 6)
 	var once sync.Once
@@ -260,7 +260,7 @@ func TestStationPulledAndFaultyDUTs(t *testing.T) {
 				ch := r.Changed()
 				if sn := r.Snapshot(); sn.Slots[0].Phase == "burn_in" && sn.Slots[0].DUT == pulledSerial {
 					once.Do(func() {
-						time.Sleep(500 * time.Millisecond) // the command is running
+						time.Sleep(time.Second) // the command is running (3 s)
 						t.Logf("%s pulling %s", time.Now().Format("15:04:05.000"), pulledSerial)
 						if err := sb.Slots[0].Pull(); err != nil {
 							t.Error(err)
@@ -537,7 +537,9 @@ func TestStationDrainAndAbort(t *testing.T) {
 					for {
 						ch := r.Changed()
 						sn := r.Snapshot()
-						if sn.Slots[0].Phase == "burn_in" && sn.Slots[1].Phase == "burn_in" {
+						// Both DUTs in flight (serial read: past BeginTest), whatever their phase.
+						if sn.Slots[0].State == web.StateRunning && sn.Slots[0].DUT != "" &&
+							sn.Slots[1].State == web.StateRunning && sn.Slots[1].DUT != "" {
 							r.Drain()
 							if abort {
 								r.Abort()
@@ -567,7 +569,7 @@ func TestStationDrainAndAbort(t *testing.T) {
 					t.Errorf("%s: %s, want %s", r.Slot, r.Outcome, want)
 					continue
 				}
-				if abort && (rec.FailedPhase != "burn_in" || !strings.Contains(rec.Message, "aborted")) {
+				if abort && (rec.FailedPhase == "" || !strings.Contains(rec.Message, "aborted")) {
 					t.Errorf("%s: aborted at %q: %s", r.Slot, rec.FailedPhase, rec.Message)
 				}
 			}
