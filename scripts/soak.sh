@@ -4,12 +4,13 @@
 # 1,000) of verify, reboot, factory reset, reflash, power cycle and power cut with 1e-4 line noise,
 # the identity checked against the ledger after every step. Prints the counters and the duration;
 # fails when a chain was torn or changed, a key signed twice or a ledger is inconsistent.
-#   SOAK_CYCLES=20 SOAK_SEED=42 scripts/soak.sh bin/hil hil-out/soak
+#   SOAK_CYCLES=20 SOAK_SEED=42 SOAK_FAULTS=power_cut,noise,reenumerate scripts/soak.sh bin/hil hil-out/soak
 set -euo pipefail
 hil=${1:-bin/hil}
 dir=${2:-hil-out/soak}
 cycles=${SOAK_CYCLES:-1000}
 seed=${SOAK_SEED:-0}
+faults=${SOAK_FAULTS:-power_cut,noise}
 rm -rf "$dir"
 mkdir -p "$dir"
 start=$(date +%s)
@@ -24,7 +25,7 @@ done
 "$hil" sim image --version acs-sim-2.0.0 --out "$dir/acs-sim-2.0.0.bin" --size 16384
 status=0
 "$hil" soak --bench "$dir/sim/bench.yaml" --bench "$dir/sim/ack/bench.yaml" --cycles "$cycles" --seed "$seed" \
-  --faults power_cut,noise --noise-rate 1e-4 --image "$dir/acs-sim-2.0.0.bin" --expect-version acs-sim-2.0.0 \
+  --faults "$faults" --noise-rate 1e-4 --image "$dir/acs-sim-2.0.0.bin" --expect-version acs-sim-2.0.0 \
   --read-timeout 30s --progress-every 10 --out "$dir/report" || status=$?
 echo
 echo "== counters ($dir/report/soak.json)"
