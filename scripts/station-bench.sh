@@ -6,6 +6,8 @@
 #  2. the station's peak RSS (VmHWM, /usr/bin/time -v) with RSS_SLOTS (default 32) slots
 #     (goal: at most 100 MB).
 # The simulators run in their own process: the station's RSS and CPU are its own.
+# SIGNER_YAML=FILE replaces the generated bench's top-level `signer:` section with FILE's (a
+# `signer:` mapping, e.g. a virtual YubiKey's from `hil sim yubikey`), for the YubiKey figures.
 set -euo pipefail
 hil=$(realpath "${1:-bin/hil}")
 slots=${SLOTS:-16}
@@ -29,8 +31,16 @@ fi
 
 start_sim() { # dir n
   "$hil" sim --dir "$1" --n "$2" --feed "$per" --baud "$baud" --insert-delay 200ms --remove-grace 500ms >"$1.log" 2>&1 &
-  for _ in $(seq 600); do grep -q '^feeding' "$1.log" 2>/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 600); do grep -q '^feeding' "$1.log" 2>/dev/null && { use_signer "$1/bench.yaml"; return 0; }; sleep 0.1; done
   cat "$1.log"; return 1
+}
+
+use_signer() { # bench file: its signer section replaced by $SIGNER_YAML's
+  [ -n "${SIGNER_YAML:-}" ] || return 0
+  awk -v repl="$SIGNER_YAML" '
+    /^signer:/ { while ((getline line < repl) > 0) print line; skip = 1; next }
+    skip && /^[^ #]/ { skip = 0 }
+    !skip' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
 }
 
 run_station() { # dir slots -> seconds on stdout; the station's /usr/bin/time -v in dir.time
@@ -39,7 +49,7 @@ run_station() { # dir slots -> seconds on stdout; the station's /usr/bin/time -v
   /usr/bin/time -v -o "$1.time" "$hil" station --bench "$1/bench.yaml" --plan "$plan" --max-duts $(($2 * per)) \
     --display lines --probe-every 200ms --probe-timeout 1s >"$1.station.log" 2>&1
   t1=$(date +%s%N)
-  grep -q "$(($2 * per)) DUT(s): $(($2 * per)) PASS" "$1.station.log" || { echo "not every DUT passed:"; tail -5 "$1.station.log"; }
+  grep -q "$(($2 * per)) DUT(s): $(($2 * per)) PASS" "$1.station.log" || { echo "not every DUT passed:"; tail -5 "$1.station.log"; } >&2
   echo "scale=3; ($t1 - $t0) / 1000000000" | bc
 }
 
