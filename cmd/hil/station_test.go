@@ -21,6 +21,7 @@ import (
 	"hilbench/harness/ledger"
 	stationrun "hilbench/harness/station/run"
 	"hilbench/harness/station/web"
+	"hilbench/harness/station/web/webtest"
 	"hilbench/harness/testrecord"
 	"hilbench/targets/acs/sim"
 	"hilbench/targets/simbench"
@@ -673,4 +674,74 @@ func checkPage(ctx context.Context, r *stationrun.Runner, out *syncBuffer) error
 		return fmt.Errorf("operator after the page set it: %q", op)
 	}
 	return nil
+}
+
+// TestStationPageInABrowser: the operator page of a real station, in headless Chromium: 4
+// simulated slots go from idle to PASS showing their DUTs' serials, the slot whose device has a
+// corrupt chain shows FAIL naming the phase, and stop and start on a slot reach the station.
+func TestStationPageInABrowser(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bctx, bcancel := webtest.Browser(t)
+	defer bcancel()
+	sb, err := simbench.Start(t.TempDir(), simbench.Options{Devices: 4, BootDelay: 50 * time.Millisecond, Feed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	if err := sb.Slots[2].Device().SetFault(sim.FaultChainCorrupt, true); err != nil {
+		t.Fatal(err)
+	}
+	var serials []string
+	for _, s := range sb.Slots {
+		serials = append(serials, s.Serial())
+	}
+	var out syncBuffer
+	o := stationOpts(sb.BenchFile, writePlan(t, ""), "browser", 0)
+	o.listen = "127.0.0.1:0"
+	runner := make(chan *stationrun.Runner, 1)
+	o.hook = func(r *stationrun.Runner) { runner <- r }
+	done := make(chan error, 1)
+	go func() { done <- runStation(ctx, o, &out, &out) }()
+	r := <-runner
+	defer func() {
+		r.Drain()
+		if err := <-done; err != nil {
+			t.Errorf("station: %v\n%s", err, out.String())
+		}
+	}()
+	addrRE := regexp.MustCompile(`operator page: (http://\S+)/`)
+	var url string
+	for url == "" {
+		if m := addrRE.FindStringSubmatch(out.String()); m != nil {
+			url = m[1] + "/"
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no page address:\n%s", out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	webtest.Open(t, bctx, url)
+	for i, name := range []string{"dut1", "dut2", "dut3", "dut4"} {
+		want := "pass"
+		if i == 2 {
+			want = "fail"
+		}
+		webtest.WaitSlot(t, bctx, name, want)
+		if got := webtest.SlotText(t, bctx, name, "dut"); got != serials[i] {
+			t.Errorf("slot %s shows DUT %q, want %q", name, got, serials[i])
+		}
+	}
+	if got := webtest.SlotText(t, bctx, "dut3", "failed_phase"); !strings.Contains(got, "provision") {
+		t.Errorf("the FAIL tile names phase %q, want provision", got)
+	}
+	webtest.ClickSlotAction(t, bctx, "dut1")
+	webtest.WaitSlot(t, bctx, "dut1", "stopped")
+	if st := r.Snapshot().Slots[0].State; st != web.StateStopped {
+		t.Errorf("the station's dut1 after Stop: %s", st)
+	}
+	webtest.ClickSlotAction(t, bctx, "dut1")
+	webtest.WaitSlot(t, bctx, "dut1", "idle")
 }
