@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -36,7 +35,7 @@ func cmdStation(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		"the next start. Exit status 1 when the station itself failed (not when a DUT failed).", stdout)
 	benchFile := fs.String("bench", "", "bench file (YAML); every target is a slot")
 	planFile := fs.String("plan", "", "test plan (YAML; see fixtures/plans/example.yaml)")
-	listen := fs.String("listen", "", "serve the operator page on this address (127.0.0.1:8080; another address needs the token from $HIL_STATION_TOKEN, or one is made and printed)")
+	listen := fs.String("listen", "", "serve the operator page on this address (127.0.0.1:8080; another address needs the token from $HIL_STATION_TOKEN, or one is made and written to the state directory)")
 	operator := fs.String("operator", "", "operator id recorded with each test (the page can change it)")
 	maxDUTs := fs.Int("max-duts", 0, "stop after this many DUTs have been tested (0: run until Ctrl-C)")
 	name := fs.String("station", "", "the station's name in records (default: the host name)")
@@ -180,10 +179,17 @@ func runStation(ctx context.Context, o stationOptions, stdout, stderr io.Writer)
 	var srv *web.Server
 	if o.listen != "" {
 		token := os.Getenv("HIL_STATION_TOKEN")
-		if token == "" && !loopbackAddr(o.listen) {
+		if token == "" && !web.IsLoopback(o.listen) {
+			// The token is a secret: it goes to a file only its owner reads, never to the
+			// terminal or a log.
 			token = web.NewToken()
-			fmt.Fprintf(stdout, "operator page token (also $HIL_STATION_TOKEN): %s\n", token)
+			file := filepath.Join(station.StateDir(b), "station-token")
+			if err := writeFileAtomic(file, []byte(token+"\n")); err != nil {
+				return fmt.Errorf("writing the operator page's token: %w", err)
+			}
+			fmt.Fprintf(stdout, "operator page token in %s (open the page once with ?token=<token>; or set $HIL_STATION_TOKEN)\n", file)
 		}
+		// run.New publishes nothing; srv is set before Run's first snapshot.
 		cfg.Publish = func(sn web.Snapshot) { srv.Publish(sn) }
 		runner, err := stationrun.New(cfg)
 		if err != nil {
@@ -197,18 +203,6 @@ func runStation(ctx context.Context, o stationOptions, stdout, stderr io.Writer)
 		return err
 	}
 	return serveAndRun(ctx, runner, nil, o, stdout, stderr, disp)
-}
-
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func serveAndRun(ctx context.Context, r *stationrun.Runner, srv *web.Server, o stationOptions, stdout, stderr io.Writer, disp *stationrun.Display) error {
@@ -251,7 +245,11 @@ func serveAndRun(ctx context.Context, r *stationrun.Runner, srv *web.Server, o s
 		fmt.Fprintf(stdout, "operator page: http://%s/\n", ln.Addr())
 		sctx, stop := context.WithCancel(context.Background())
 		defer stop()
-		go srv.ServeListener(sctx, ln)
+		go func() {
+			if err := srv.ServeListener(sctx, ln); err != nil && sctx.Err() == nil {
+				fmt.Fprintf(stderr, "station: the operator page stopped: %v\n", err)
+			}
+		}()
 	}
 	if o.tty && disp != nil {
 		// The elapsed times on a terminal move every second.
