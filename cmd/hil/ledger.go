@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"hilbench/harness/atomicfile"
 	"hilbench/harness/bench"
 	"hilbench/harness/ledger"
 	"hilbench/harness/pki"
@@ -125,7 +126,7 @@ func cmdLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err := write(&sb); err != nil {
 				return err
 			}
-			if err := writeFileAtomic(*out, []byte(sb.String())); err != nil {
+			if err := atomicfile.Write(*out, []byte(sb.String()), 0o600); err != nil {
 				return err
 			}
 			fmt.Fprintf(stderr, "%d records written to %s\n", len(recs), *out)

@@ -254,27 +254,6 @@ func provisionOne(ctx context.Context, t *bench.Target, env targets.Env, iss dev
 	return err
 }
 
-// writeFileAtomic never leaves a half-written file behind a crash or power cut of the station.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("verify", "--bench FILE (--target NAME | --all) [--reboot] [--factory-reset] [flags]\n\nRead each identity back and verify it against the ledger's record (and again after\nreboot / factory reset). Exit status 1 when any target failed.", stdout)
 	var tf targetFlags

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"hilbench/harness/atomicfile"
 	"hilbench/harness/bench"
 	"hilbench/harness/console"
 	"hilbench/harness/device"
@@ -184,7 +185,7 @@ func runStation(ctx context.Context, o stationOptions, stdout, stderr io.Writer)
 			// terminal or a log.
 			token = web.NewToken()
 			file := filepath.Join(station.StateDir(b), "station-token")
-			if err := writeFileAtomic(file, []byte(token+"\n")); err != nil {
+			if err := atomicfile.Write(file, []byte(token+"\n"), 0o600); err != nil {
 				return fmt.Errorf("writing the operator page's token: %w", err)
 			}
 			fmt.Fprintf(stdout, "operator page token in %s (open the page once with ?token=<token>; or set $HIL_STATION_TOKEN)\n", file)

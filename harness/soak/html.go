@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"hilbench/harness/atomicfile"
 )
 
 // The morning page: one self-contained HTML file (inline CSS and SVG, no script, nothing
@@ -70,7 +72,7 @@ func (r *Report) WriteHTML(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, data)
+	return atomicfile.Write(path, data, 0o644)
 }
 
 func (r *Report) html() ([]byte, error) {

@@ -4,6 +4,8 @@ import (
 	"encoding/xml"
 	"fmt"
 	"strings"
+
+	"hilbench/harness/atomicfile"
 )
 
 // JUnit XML as Jenkins, GitLab and the usual dashboards read it: one suite per target, one test
@@ -57,7 +59,7 @@ func (r *Report) WriteJUnit(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, data)
+	return atomicfile.Write(path, data, 0o644)
 }
 
 func (r *Report) junit() ([]byte, error) {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"hilbench/harness/atomicfile"
 )
 
 // Counters are the soak's headline figures. The first four must be 0.
@@ -323,7 +325,7 @@ func (r *Report) WriteJSON(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(data, '\n'))
+	return atomicfile.Write(path, append(data, '\n'), 0o644)
 }
 
 // WriteFiles writes soak.json, soak-junit.xml and soak.html into dir.
@@ -335,27 +337,6 @@ func (r *Report) WriteFiles(dir string) error {
 		return err
 	}
 	return r.WriteHTML(filepath.Join(dir, "soak.html"))
-}
-
-// writeAtomic never leaves a half-written report behind a crash.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // excerpt is the end of a transcript, whole lines, or "" without one.

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"hilbench/harness/atomicfile"
 	"hilbench/harness/bench"
 	"hilbench/harness/device"
 	"hilbench/harness/ledger"
@@ -202,7 +203,7 @@ func (r *Runner) writeJUnit() error {
 	if err != nil {
 		return err
 	}
-	return testrecord.WriteFileAtomic(r.JUnitPath(), b)
+	return atomicfile.Write(r.JUnitPath(), b, 0o644)
 }
 
 // claim takes one of the MaxDUTs.

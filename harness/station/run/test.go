@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"hilbench/harness/atomicfile"
 	"hilbench/harness/console"
 	"hilbench/harness/device"
 	"hilbench/harness/flash"
@@ -375,7 +376,7 @@ func (t *dutTest) identity(is *pki.Issued, already, reused bool) {
 		}
 	}
 	path := filepath.Join(t.dir, "chain.pem")
-	if err := testrecord.WriteFileAtomic(path, chainPEM); err == nil {
+	if err := atomicfile.Write(path, chainPEM, 0o644); err == nil {
 		for _, a := range t.rec.Attachments {
 			if a.Name == "chain" {
 				return
