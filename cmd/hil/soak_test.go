@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -101,12 +102,16 @@ func startHilSim(t *testing.T, dir string, args ...string) string {
 	}
 }
 
-// TestSoakShortWithHilSim: 10 cycles on 2 devices of a real `hil sim`, with power cuts (during
-// provisioning, mid-flash and mid-reboot), 1e-4 line noise and USB re-enumeration: every identity
-// survives, every step ran every cycle, and the three reports read back.
+// soakCycles is the short soak's length: every step and fault of a cycle runs in each, so a few
+// show the loop works; make soak runs the thousand.
+const soakCycles = 4
+
+// TestSoakShortWithHilSim: soakCycles cycles on 2 devices of a real `hil sim`, with power cuts
+// (during provisioning, mid-flash and mid-reboot), 1e-4 line noise and USB re-enumeration: every
+// identity survives, every step ran every cycle, and the three reports read back.
 func TestSoakShortWithHilSim(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a 10-cycle soak in -short")
+		t.Skip("a soak in -short")
 	}
 	t.Parallel()
 	dir := t.TempDir()
@@ -119,14 +124,14 @@ func TestSoakShortWithHilSim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"soak", "--bench", benchFile, "--cycles", "10", "--faults", "power_cut,noise,reenumerate",
+	err := run(ctx, []string{"soak", "--bench", benchFile, "--cycles", fmt.Sprint(soakCycles), "--faults", "power_cut,noise,reenumerate",
 		"--seed", "20261206", "--image", img, "--expect-version", "acs-sim-2.0.0", "--read-timeout", "20s",
-		"--progress-every", "5", "--out", out}, &stdout, &stderr)
+		"--progress-every", "2", "--out", out}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("soak: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
-	if n := strings.Count(stderr.String(), "soak: cycle "); n != 2 {
-		t.Errorf("progress: %d lines, want 2 (every 5 of 10 cycles):\n%s", n, stderr.String())
+	if n := strings.Count(stderr.String(), "soak: cycle "); n != soakCycles/2 {
+		t.Errorf("progress: %d lines, want %d (every 2 of %d cycles):\n%s", n, soakCycles/2, soakCycles, stderr.String())
 	}
 	r := readSoakJSON(t, out)
 	if r.Seed != 20261206 {
@@ -145,17 +150,17 @@ func TestSoakShortWithHilSim(t *testing.T) {
 		}
 	}
 	for _, step := range []string{"verify", "reboot", "factory_reset", "reflash", "power_cycle", "power_cut", "reenumerate"} {
-		if runs[step] != 2*10 {
-			t.Errorf("step %s ran %d times, want 20 (2 devices, 10 cycles); steps %v", step, runs[step], runs)
+		if runs[step] != 2*soakCycles {
+			t.Errorf("step %s ran %d times, want %d (2 devices, %d cycles); steps %v", step, runs[step], 2*soakCycles, soakCycles, runs)
 		}
 	}
 	cuts := 0
 	for _, tg := range r.Targets {
-		if tg.Cycles != 10 || tg.Stopped != "" {
+		if tg.Cycles != soakCycles || tg.Stopped != "" {
 			t.Errorf("target %s: %d cycles, stopped %q", tg.Name, tg.Cycles, tg.Stopped)
 		}
-		if tg.Facts["reenumerations"] != "10" {
-			t.Errorf("target %s: %q re-enumerations, want 10", tg.Name, tg.Facts["reenumerations"])
+		if tg.Facts["reenumerations"] != fmt.Sprint(soakCycles) {
+			t.Errorf("target %s: %q re-enumerations, want %d", tg.Name, tg.Facts["reenumerations"], soakCycles)
 		}
 		if tg.Facts["provision_cut"] == "" {
 			t.Errorf("target %s: no power cut was armed for provisioning", tg.Name)
@@ -165,8 +170,8 @@ func TestSoakShortWithHilSim(t *testing.T) {
 			cuts += n
 		}
 	}
-	if cuts != 2*10 {
-		t.Errorf("%d power cuts in the loop, want 20", cuts)
+	if cuts != 2*soakCycles {
+		t.Errorf("%d power cuts in the loop, want %d", cuts, 2*soakCycles)
 	}
 	checkJUnit(t, filepath.Join(out, "soak-junit.xml"), []string{"soak.identity", "soak.dut1", "soak.dut2"}, 0)
 	page, err := os.ReadFile(filepath.Join(out, "soak.html"))
