@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hilbench/harness/internal/lockfile"
 )
 
 // TestMain points the port locks at a directory of the test's own (shared with the child
@@ -121,6 +123,10 @@ func TestLCKOfLiveForeignPidBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	// Start returns once exec has begun, a moment before /proc/PID/cmdline holds the new command.
+	for deadline := time.Now().Add(10 * time.Second); lockfile.Command(other.Process.Pid) != "sleep 30" && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	lck := uucpPath(t, path)
 	// As minicom writes it.
 	if err := os.WriteFile(lck, []byte(fmt.Sprintf("%10d\n", other.Process.Pid)), 0o644); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestAcquireNamesTheHolderAndReleaseFrees(t *testing.T) {
@@ -53,6 +54,11 @@ func TestUUCP(t *testing.T) {
 	}
 	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
 	pid := uint32(sleeper.Process.Pid)
+	// Start returns once exec has begun, a moment before the kernel has the new command line
+	// (/proc/PID/cmdline is empty until then).
+	for deadline := time.Now().Add(10 * time.Second); Command(int(pid)) != "sleep 30" && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	os.WriteFile(p, []byte{byte(pid), byte(pid >> 8), byte(pid >> 16), byte(pid >> 24)}, 0o644)
 	_, err := CreateUUCP(p)
 	var he *HeldError
