@@ -881,11 +881,7 @@ func TestBusy(t *testing.T) {
 	if _, err := a.Issue(context.Background(), "3", makeCSR(t, nil)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("full queue: %v", err)
 	}
-	release := sync.OnceFunc(func() {
-		for range 3 {
-			fs.release <- struct{}{}
-		}
-	})
+	release := sync.OnceFunc(func() { close(fs.release) }) // every signature, held or to come
 	defer release()
 	// A second connection is allowed; a third takes the place of the
 	// idle one; when every connection is busy (waiting for the DAK), a
@@ -895,12 +891,14 @@ func TestBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := dial(t, path)
-	if _, err := c.Status(context.Background()); err != nil {
+	if err := untilNotBusy(func() error { _, err := c.Status(context.Background()); return err }); err != nil {
 		t.Fatalf("a client in place of an idle one: %v", err)
 	}
 	r := dial(t, path) // in place of b, now idle the longest
 	errs3 := make(chan error, 1)
-	go func() { _, err := r.Issue(context.Background(), "4", makeCSR(t, nil)); errs3 <- err }()
+	go func() {
+		errs3 <- untilNotBusy(func() error { _, err := r.Issue(context.Background(), "4", makeCSR(t, nil)); return err })
+	}()
 	waitFor(t, a, "two queued", func(s *Status) bool { return s.Queue == 2 })
 	if _, err := dial(t, path).Status(context.Background()); !errors.Is(err, ErrBusy) {
 		t.Fatalf("too many busy clients: %v", err)
@@ -914,6 +912,19 @@ func TestBusy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// untilNotBusy runs op until the agent does not answer it busy. A client has its answer when the
+// agent has written it, a moment before the agent counts that connection idle again: a client
+// that connects in that moment finds every connection busy and is refused.
+func untilNotBusy(op func() error) error {
+	for range 1000 {
+		if err := op(); !errors.Is(err, ErrBusy) {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return errors.New("refused busy 1000 times: the idle connection was never replaced")
 }
 
 func TestClientResendsWhenTheAnswerIsLost(t *testing.T) {
