@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -376,5 +378,43 @@ func TestBusyboxSyncLineFreshConnection(t *testing.T) {
 	}
 	if got, err := c.Run(ctxT(t), "echo run"); err != nil || got != "run\n" {
 		t.Errorf("Run after Sync = %q, %v", got, err)
+	}
+}
+
+// TestCursorAnswerBeforeTheNextCommand: the answer to a cursor query reaches the device before
+// any command sent after the query was seen. Written after it, the answer lands while that
+// command runs and busybox's tty echoes it into the command's output (a chain's SHA-256 read
+// back as "^[[1;1R421b..." failed provisioning under load).
+func TestCursorAnswerBeforeTheNextCommand(t *testing.T) {
+	t.Parallel()
+	for i := range 200 {
+		toHost, fromHost := newBufPipe(), newBufPipe()
+		c := New(struct {
+			io.Reader
+			io.Writer
+		}{toHost, fromHost}, Options{CursorReply: true})
+		toHost.Write([]byte("$ \x1b[6n"))
+		if _, err := c.Expect(ctxT(t), regexp.MustCompile(`\$ $`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Send(ctxT(t), "cmd\n"); err != nil {
+			t.Fatal(err)
+		}
+		want := "\x1b[1;1Rcmd\n"
+		got := make([]byte, 0, len(want))
+		buf := make([]byte, 64)
+		for len(got) < len(want) {
+			n, err := fromHost.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, buf[:n]...)
+		}
+		if string(got) != want {
+			t.Fatalf("run %d: the device read %q, want the cursor answer first: %q", i, got, want)
+		}
+		c.Close()
+		toHost.Close()
+		fromHost.Close()
 	}
 }

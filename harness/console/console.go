@@ -92,14 +92,20 @@ type Console struct {
 	cursorReply bool   // answer ESC[6n
 	queryTail   []byte // reader goroutine only: last bytes of the previous read
 
-	op     chan struct{} // one-slot lock: one operation at a time
-	wlock  chan struct{} // one-slot lock: one write at a time (outlives a cancelled send)
-	done   chan struct{} // closed by Close
-	once   sync.Once
-	seq    atomic.Uint64 // Shell marker numbers
-	echoes atomic.Bool   // the device has been seen to echo (Run)
-	tx     atomic.Int64
-	rx     atomic.Int64
+	op    chan struct{} // one-slot lock: one operation at a time
+	wlock chan struct{} // one-slot lock: one write at a time (outlives a cancelled send)
+	// Cursor answers asked for and not yet written. A command waits for them: an answer
+	// written after the next command reaches busybox while that command runs, and the tty
+	// echoes it into the command's output.
+	replyMu   sync.Mutex
+	replyN    int
+	replyIdle chan struct{} // closed while replyN == 0
+	done      chan struct{} // closed by Close
+	once      sync.Once
+	seq       atomic.Uint64 // Shell marker numbers
+	echoes    atomic.Bool   // the device has been seen to echo (Run)
+	tx        atomic.Int64
+	rx        atomic.Int64
 
 	mu      sync.Mutex
 	cl      cleaner
@@ -129,6 +135,7 @@ func New(rw io.ReadWriter, opts Options) *Console {
 		cursorReply: opts.CursorReply,
 		op:          make(chan struct{}, 1),
 		wlock:       make(chan struct{}, 1),
+		replyIdle:   closedChan(),
 		done:        make(chan struct{}),
 		notify:      make(chan struct{}),
 	}
@@ -609,6 +616,7 @@ func (c *Console) cursorQueried(p []byte) bool {
 // a command's round trip. Column 1 is always a safe answer: busybox only moves
 // its idea of the cursor when the reported column lies beyond its prompt.
 func (c *Console) replyCursor() {
+	defer c.replyDone()
 	select {
 	case c.wlock <- struct{}{}:
 	case <-c.done:
@@ -620,6 +628,21 @@ func (c *Console) replyCursor() {
 		c.tx.Add(int64(n))
 		c.tr.Record(c.name, Sent, reply[:n])
 	}
+}
+
+// replyDone counts a cursor answer written (or given up at close).
+func (c *Console) replyDone() {
+	c.replyMu.Lock()
+	defer c.replyMu.Unlock()
+	if c.replyN--; c.replyN == 0 {
+		close(c.replyIdle)
+	}
+}
+
+func closedChan() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
 }
 
 func (c *Console) readLoop() {
@@ -653,6 +676,13 @@ func (c *Console) received(p []byte) {
 	}
 	c.tr.Record(c.name, Received, p)
 	if c.cursorReply && c.cursorQueried(p) {
+		// Counted before the prompt wakes anyone: no command is sent ahead of the answer.
+		c.replyMu.Lock()
+		if c.replyN == 0 {
+			c.replyIdle = make(chan struct{})
+		}
+		c.replyN++
+		c.replyMu.Unlock()
 		go c.replyCursor()
 	}
 	c.mu.Lock()
@@ -740,6 +770,16 @@ func (c *Console) waitFor(ctx context.Context, check func(p []byte, quiet bool) 
 // stops reading (flow control, a full pipe) cannot hold the caller past
 // ctx; writes stay in order because the next one waits for it.
 func (c *Console) send(ctx context.Context, start time.Time, s string) error {
+	c.replyMu.Lock()
+	idle := c.replyIdle
+	c.replyMu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		return c.waitErr(ctx.Err(), start, c.lastCmd(), "write completion")
+	case <-c.done:
+		return c.waitErr(ErrClosed, start, c.lastCmd(), "write completion")
+	}
 	select {
 	case c.wlock <- struct{}{}:
 	case <-ctx.Done():
