@@ -8,6 +8,20 @@ import (
 	"testing"
 )
 
+// yamlLines counts lines as YAML does: a lone carriage return, NEL, and the Unicode line and
+// paragraph separators each end a line as a newline does, and CR LF ends one.
+func yamlLines(data []byte) int {
+	s := strings.ReplaceAll(string(data), "\r\n", "\n")
+	n := 1
+	for _, r := range s {
+		switch r {
+		case '\n', '\r', '\u0085', '\u2028', '\u2029':
+			n++
+		}
+	}
+	return n
+}
+
 // FuzzParse: any bytes give a plan or errors, never a panic; every error names the file and a
 // line within the input; an accepted plan has phases, each of a known type with a positive
 // timeout, its retries in range and a unique name.
@@ -26,7 +40,7 @@ func FuzzParse(f *testing.F) {
 			if !errors.As(err, &es) || len(es) == 0 {
 				t.Fatalf("error %v is no Errors", err)
 			}
-			lines := strings.Count(string(data), "\n") + 1
+			lines := yamlLines(data)
 			for _, e := range es {
 				if e.File != "f.yaml" || e.Line < 0 || e.Line > lines+1 || e.Kind == nil {
 					t.Fatalf("error %+v (input of %d lines)", e, lines)
