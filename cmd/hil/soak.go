@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"hilbench/harness/bench"
@@ -20,8 +21,10 @@ import (
 	"hilbench/harness/station"
 )
 
-// soakAfterStep is a test seam: tests change a simulated device's storage between steps.
-var soakAfterStep func(target string, cycle int, step string)
+// soakAfterStep is a test seam: tests change a simulated device's storage between steps. It is
+// keyed by the first bench file so that soaks running in parallel (tests) each see only their own
+// hook (func(target string, cycle int, step string)).
+var soakAfterStep sync.Map
 
 // benchList is a repeatable --bench: `hil sim` writes one bench file for ACS devices and one
 // for ACK modules, and a soak runs them together.
@@ -89,7 +92,10 @@ func cmdSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg := soak.Config{Cycles: *cycles, Faults: faultList, Seed: *seed, NoiseRate: *noise, Destructive: *destructive,
 		Retries: *retries, ExpectVersion: *expect, StepTimeout: *stepTimeout, ReadTimeout: *readTimeout, Progress: stderr, ProgressEvery: *every,
-		AfterStep: soakAfterStep}
+	}
+	if h, ok := soakAfterStep.Load(benches[0]); ok {
+		cfg.AfterStep = h.(func(target string, cycle int, step string))
+	}
 	if *retries == 0 {
 		cfg.Retries = -1 // soak.Config: 0 is the default
 	}

@@ -190,7 +190,7 @@ func TestSoakCountsAChangedChain(t *testing.T) {
 	t.Parallel()
 	sb := provisioned(t, 2)
 	dut1, dut2 := sb.Devices[0], sb.Devices[1]
-	soakAfterStep = func(target string, cycle int, step string) {
+	soakAfterStep.Store(sb.BenchFile, func(target string, cycle int, step string) {
 		if target != "dut1" || cycle != 1 || step != "verify" {
 			return
 		}
@@ -201,8 +201,8 @@ func TestSoakCountsAChangedChain(t *testing.T) {
 		if err != nil {
 			t.Errorf("changing dut1's chain: %v", err)
 		}
-	}
-	t.Cleanup(func() { soakAfterStep = nil })
+	})
+	t.Cleanup(func() { soakAfterStep.Delete(sb.BenchFile) })
 	out := filepath.Join(t.TempDir(), "report")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
