@@ -180,6 +180,11 @@ type Store interface {
 	// by one and it is returned (the caller signs again). A live record in a later state fails with ErrLiveRecord (the caller should have
 	// used its chain). ErrBudgetExhausted when the budget is used up; nothing is written then.
 	Reserve(ctx context.Context, r Reservation) (*Record, Budget, error)
+	// ReserveIssued is Reserve and Issue in one transaction: the record (new, or the reserved
+	// one Reserve would reuse) is issued with c at once, and the signature counted. For a
+	// signature made in this process before the ledger was asked, which the caller discards
+	// when this fails (ErrLiveRecord, ErrBudgetExhausted: nothing is written then).
+	ReserveIssued(ctx context.Context, r Reservation, c Certificate) (*Record, Budget, error)
 	// Issue moves a reserved record to issued with its certificate.
 	Issue(ctx context.Context, id int64, c Certificate) error
 	// Advance moves a record forward to stored or verified (never backwards; a record already

@@ -517,11 +517,12 @@ type cachedQ struct {
 	tx    *sql.Tx // nil: the database
 }
 
-// cacheable: data statements only; schema statements (migrations) run once and may name tables
-// the same transaction creates, which a statement prepared outside it cannot see.
+// cacheable: data statements and the group commit's savepoints (three of them per write);
+// schema statements (migrations) run once and may name tables the same transaction creates,
+// which a statement prepared outside it cannot see.
 func cacheable(query string) bool {
 	q := strings.TrimSpace(query)
-	for _, verb := range []string{"SELECT", "INSERT", "UPDATE", "DELETE"} {
+	for _, verb := range []string{"SELECT", "INSERT", "UPDATE", "DELETE", "SAVEPOINT", "RELEASE", "ROLLBACK TO"} {
 		if len(q) >= len(verb) && strings.EqualFold(q[:len(verb)], verb) {
 			return true
 		}

@@ -173,32 +173,55 @@ func describeRecord(r *Record) string {
 // Reserve records a reservation and counts one signature against the DAK's budget, in one
 // transaction. See Store.Reserve.
 //
-// The DAK's row is locked first, so reservations against one DAK run one after the other even on
-// PostgreSQL; the live-record checks run after the lock and see every reservation committed
-// before. A live reserved record of the same device key is reused (its Signatures and the budget
-// go up by one; its CSR, run, station and target become the new reservation's) only when it was
-// made with the same DAK and does not name another device id; otherwise it fails with
-// ErrLiveRecord like any live record in a later state. Records in Replaces that are already
-// replaced are left as they are; an unknown id fails with ErrNotFound.
+// The DAK's row is locked first (by the upsert that counts the signature), so reservations
+// against one DAK run one after the other even on PostgreSQL; the live-record checks run after
+// the lock and see every reservation committed before. A live reserved record of the same device
+// key is reused (its Signatures and the budget go up by one; its CSR, run, station and target
+// become the new reservation's) only when it was made with the same DAK and does not name
+// another device id; otherwise it fails with ErrLiveRecord like any live record in a later state.
+// Records in Replaces that are already replaced are left as they are; an unknown id fails with
+// ErrNotFound.
 func (c *core) Reserve(ctx context.Context, r Reservation) (*Record, Budget, error) {
+	return c.reserve(ctx, r, nil)
+}
+
+// ReserveIssued is Reserve and Issue in one transaction, for a signature made in this process
+// before the ledger was asked (see Store.ReserveIssued).
+func (c *core) ReserveIssued(ctx context.Context, r Reservation, cert Certificate) (*Record, Budget, error) {
+	if cert.CertSHA256 == "" || cert.ChainPEM == "" {
+		return nil, Budget{}, c.fail("reserve issued for device key "+short(r.DeviceKey), errors.New("a certificate needs its fingerprint and chain"))
+	}
+	return c.reserve(ctx, r, &cert)
+}
+
+// reserve is Reserve; with cert the record is issued with it in the same transaction.
+func (c *core) reserve(ctx context.Context, r Reservation, cert *Certificate) (*Record, Budget, error) {
 	var rec *Record
 	var bud Budget
 	if r.DeviceKey == "" || r.DAKSHA256 == "" {
 		return nil, bud, c.fail("reserve", errors.New("a reservation needs a device key and a DAK"))
 	}
 	err := c.b.tx(ctx, true, func(x execer) error {
+		rec, bud = nil, Budget{}
 		now := c.stamp()
-		// The DAK's row, created if new and locked either way (an upsert that changes nothing
-		// still locks the row it meets, like SELECT ... FOR UPDATE, in one round trip).
-		var used, max int64
-		if err := x.queryRow(ctx, `INSERT INTO daks (dak_sha256, used, max_signatures, unrecorded, updated_at)
-			VALUES ($1, 0, $2, 0, $3) ON CONFLICT (dak_sha256) DO UPDATE SET used = daks.used RETURNING used, max_signatures`,
-			r.DAKSHA256, r.MaxSignatures, c.t(now)).Scan(&used, &max); err != nil {
+		// Count the signature on the DAK's row, creating the row if new: one statement that
+		// also locks the row (an upsert whose WHERE refuses still locks the row it meets, like
+		// SELECT ... FOR UPDATE). No row back: the budget is used up; a refused live record
+		// still says so first, below, and nothing is written.
+		counted := true
+		err := x.queryRow(ctx, `INSERT INTO daks (dak_sha256, used, max_signatures, unrecorded, updated_at)
+			VALUES ($1, 1, $2, 0, $3) ON CONFLICT (dak_sha256) DO UPDATE SET used = daks.used + 1,
+			max_signatures = excluded.max_signatures, updated_at = excluded.updated_at
+			WHERE excluded.max_signatures <= 0 OR daks.used < excluded.max_signatures RETURNING used, max_signatures`,
+			r.DAKSHA256, r.MaxSignatures, c.t(now)).Scan(&bud.Used, &bud.Max)
+		if errors.Is(err, errNoRows) {
+			counted = false
+		} else if err != nil {
 			return err
 		}
+		bud.DAKSHA256 = r.DAKSHA256
 
-		live, err := c.listTx(ctx, x, `state IN `+liveStatesSQL+` AND (device_key = $1 OR ($2 <> '' AND device_id = $2))`+
-			` ORDER BY id`+c.b.forUpdate(), r.DeviceKey, r.DeviceID)
+		live, err := c.listTx(ctx, x, c.liveWhere(r)+` ORDER BY id`+c.b.forUpdate(), c.liveArgs(r)...)
 		if err != nil {
 			return err
 		}
@@ -227,16 +250,14 @@ func (c *core) Reserve(ctx context.Context, r Reservation) (*Record, Budget, err
 			return fmt.Errorf("%w: %s holds %s; replace it to reprovision", ErrLiveRecord, describeRecord(l), why)
 		}
 
-		err = x.queryRow(ctx, `UPDATE daks SET used = used + 1, max_signatures = $2, updated_at = $3
-			WHERE dak_sha256 = $1 AND ($2 <= 0 OR used < $2) RETURNING used, max_signatures`,
-			r.DAKSHA256, r.MaxSignatures, c.t(now)).Scan(&bud.Used, &bud.Max)
-		if errors.Is(err, errNoRows) {
+		if !counted {
+			var used int64
+			if err := x.queryRow(ctx, `SELECT used FROM daks WHERE dak_sha256 = $1`, r.DAKSHA256).Scan(&used); err != nil {
+				return err
+			}
 			bud = Budget{DAKSHA256: r.DAKSHA256, Used: used, Max: r.MaxSignatures}
 			return fmt.Errorf("%w: DAK %s has made %d of %d signatures", ErrBudgetExhausted, short(r.DAKSHA256), used, r.MaxSignatures)
-		} else if err != nil {
-			return err
 		}
-		bud.DAKSHA256 = r.DAKSHA256
 
 		var replaced []int64
 		for _, id := range r.Replaces {
@@ -253,14 +274,32 @@ func (c *core) Reserve(ctx context.Context, r Reservation) (*Record, Budget, err
 		}
 
 		var id int64
-		if reuse != nil {
+		switch {
+		case reuse != nil:
 			id = reuse.ID
 			if _, err := x.exec(ctx, `UPDATE records SET signatures = signatures + 1, csr_sha256 = $2, run_id = $3,
 				station = $4, target = $5, device_id = CASE WHEN $6 <> '' THEN $6 ELSE device_id END, holder = $7 WHERE id = $1`,
 				id, r.CSRSHA256, r.RunID, r.Station, r.Target, r.DeviceID, r.Holder); err != nil {
 				return err
 			}
-		} else {
+			if cert != nil {
+				if _, err := x.exec(ctx, `UPDATE records SET state = 'issued', serial = $2, cert_sha256 = $3, subject = $4,
+					not_before = $5, not_after = $6, chain_pem = $7, issued_at = $8 WHERE id = $1`,
+					id, cert.Serial, cert.CertSHA256, cert.Subject, c.t(cert.NotBefore), c.t(cert.NotAfter), cert.ChainPEM, c.t(now)); err != nil {
+					return err
+				}
+			}
+		case cert != nil:
+			// A new record, issued at once: one row written with its index entries, not a
+			// reservation rewritten a moment later.
+			if err := x.queryRow(ctx, `INSERT INTO records (device_key, device_id, target, station, run_id, dak_sha256,
+				csr_sha256, holder, state, signatures, serial, cert_sha256, subject, not_before, not_after, chain_pem,
+				reserved_at, issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'issued', 1, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING id`,
+				r.DeviceKey, r.DeviceID, r.Target, r.Station, r.RunID, r.DAKSHA256, r.CSRSHA256, r.Holder,
+				cert.Serial, cert.CertSHA256, cert.Subject, c.t(cert.NotBefore), c.t(cert.NotAfter), cert.ChainPEM, c.t(now)).Scan(&id); err != nil {
+				return err
+			}
+		default:
 			if err := x.queryRow(ctx, `INSERT INTO records (device_key, device_id, target, station, run_id, dak_sha256,
 				csr_sha256, holder, state, signatures, reserved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'reserved', 1, $8) RETURNING id`,
 				r.DeviceKey, r.DeviceID, r.Target, r.Station, r.RunID, r.DAKSHA256, r.CSRSHA256, c.t(now), r.Holder).Scan(&id); err != nil {
@@ -272,13 +311,56 @@ func (c *core) Reserve(ctx context.Context, r Reservation) (*Record, Budget, err
 				return err
 			}
 		}
-		rec, err = c.getTx(ctx, x, id)
-		return err
+		if reuse != nil {
+			rec, err = c.getTx(ctx, x, id)
+			return err
+		}
+		// A new record is what was just written: no need to read it back.
+		rec = newRecord(id, r, cert, now)
+		return nil
 	})
 	if err != nil {
 		return nil, bud, c.fail("reserve for device key "+short(r.DeviceKey), err)
 	}
 	return rec, bud, nil
+}
+
+// liveWhere selects the live records a reservation meets: its device key's, and its device
+// id's when it has one (a separate condition, not an OR with an empty id that the query would
+// still have to plan for).
+func (c *core) liveWhere(r Reservation) string {
+	if r.DeviceID == "" {
+		return `state IN ` + liveStatesSQL + ` AND device_key = $1`
+	}
+	return `state IN ` + liveStatesSQL + ` AND (device_key = $1 OR device_id = $2)`
+}
+
+func (c *core) liveArgs(r Reservation) []any {
+	if r.DeviceID == "" {
+		return []any{r.DeviceKey}
+	}
+	return []any{r.DeviceKey, r.DeviceID}
+}
+
+// newRecord is the record reserve inserts, as the store would read it back (times as stored:
+// UTC, microseconds).
+func newRecord(id int64, r Reservation, cert *Certificate, now time.Time) *Record {
+	rec := &Record{ID: id, DeviceKey: r.DeviceKey, DeviceID: r.DeviceID, Target: r.Target, Station: r.Station, RunID: r.RunID,
+		DAKSHA256: r.DAKSHA256, CSRSHA256: r.CSRSHA256, Holder: r.Holder, State: Reserved, Signatures: 1, ReservedAt: now}
+	if cert != nil {
+		rec.State, rec.IssuedAt = Issued, now
+		rec.Serial, rec.CertSHA256, rec.Subject, rec.ChainPEM = cert.Serial, cert.CertSHA256, cert.Subject, cert.ChainPEM
+		rec.NotBefore, rec.NotAfter = storedTime(cert.NotBefore), storedTime(cert.NotAfter)
+	}
+	return rec
+}
+
+// storedTime is t as a store reads it back: UTC, microseconds; the zero time stays zero.
+func storedTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
 }
 
 // Issue moves a reserved record to issued with its certificate (ErrState from any other state;

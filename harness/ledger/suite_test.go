@@ -331,6 +331,94 @@ func runStoreSuite(t *testing.T, newFix func(t *testing.T) *fixture) {
 		noProblems(t, s)
 	})
 
+	t.Run("ReserveIssued", func(t *testing.T) {
+		f := newFix(t)
+		s := f.open(t)
+		r := res("dev1", "SN1", "dak", 3)
+		c := certFor("dev1")
+		rec, b, err := s.ReserveIssued(ctx, r, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.State != Issued || rec.Signatures != 1 || rec.CertSHA256 != c.CertSHA256 || rec.ChainPEM != c.ChainPEM ||
+			rec.Serial != c.Serial || rec.Subject != c.Subject || !rec.IssuedAt.Equal(rec.ReservedAt) || rec.DeviceID != "SN1" {
+			t.Fatalf("record issued at once %+v", rec)
+		}
+		recent(t, "ReservedAt", rec.ReservedAt)
+		if got, err := s.Get(ctx, rec.ID); err != nil || !reflect.DeepEqual(got, rec) {
+			t.Fatalf("Get = %+v, %v; want what ReserveIssued returned, %+v", got, err, rec)
+		}
+		if b != (Budget{DAKSHA256: r.DAKSHA256, Used: 1, Max: 3}) {
+			t.Errorf("budget %+v", b)
+		}
+		// The key's chain is recorded: another signature for it is refused and not counted.
+		_, _, err = s.ReserveIssued(ctx, r, certFor("dev1 again"))
+		wantErr(t, err, ErrLiveRecord)
+		if b, _ := s.Budget(ctx, r.DAKSHA256); b.Used != 1 {
+			t.Errorf("a refused signature counted: %+v", b)
+		}
+		// A reservation a crash left behind is issued under the same record, signed once more.
+		r2 := res("dev2", "", "dak", 3)
+		first, _ := mustReserve(t, s, r2)
+		rec2, b, err := s.ReserveIssued(ctx, r2, certFor("dev2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec2.ID != first.ID || rec2.State != Issued || rec2.Signatures != 2 || b.Used != 3 {
+			t.Fatalf("reserved record issued: %+v, budget %+v", rec2, b)
+		}
+		// Budget used up: nothing is written, but a key with a chain is still told so first.
+		n := f.scalar(t, "SELECT COUNT(*) FROM records")
+		_, b, err = s.ReserveIssued(ctx, res("dev3", "", "dak", 3), certFor("dev3"))
+		wantErr(t, err, ErrBudgetExhausted)
+		if b.Used != 3 || b.Max != 3 {
+			t.Errorf("exhausted: budget %+v", b)
+		}
+		if got := f.scalar(t, "SELECT COUNT(*) FROM records"); got != n {
+			t.Errorf("an exhausted ReserveIssued wrote a record: %d records, want %d", got, n)
+		}
+		_, _, err = s.ReserveIssued(ctx, r, certFor("dev1 at the end"))
+		wantErr(t, err, ErrLiveRecord)
+		// A reprovision replaces the old record in the same transaction.
+		nr := res("dev1-newkey", "SN1", "dak", 0)
+		nr.Replaces = []int64{rec.ID}
+		rec3, _, err := s.ReserveIssued(ctx, nr, certFor("dev1-newkey"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if old, _ := s.Get(ctx, rec.ID); old.State != Replaced || old.ReplacedBy != rec3.ID {
+			t.Errorf("replaced record %+v", old)
+		}
+		if _, _, err := s.ReserveIssued(ctx, res("dev4", "", "dak", 0), Certificate{CertSHA256: "x"}); err == nil {
+			t.Error("ReserveIssued without a chain succeeded")
+		}
+		// Goroutines racing with signatures for one key: one is recorded, the others refused.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		won := 0
+		start := make(chan struct{})
+		for i := range 6 {
+			wg.Go(func() {
+				<-start
+				_, _, err := s.ReserveIssued(ctx, res("one", "", "dak-one", 0), certFor(fmt.Sprint("one-", i)))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won++
+				case !errors.Is(err, ErrLiveRecord):
+					t.Error(err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if b, _ := s.Budget(ctx, sum("dak-one")); won != 1 || b.Used != 1 {
+			t.Errorf("6 signatures for one key: %d recorded, budget %+v; want 1", won, b)
+		}
+		noProblems(t, s)
+	})
+
 	t.Run("Queries", func(t *testing.T) {
 		f := newFix(t)
 		s := f.open(t)
