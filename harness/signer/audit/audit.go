@@ -223,7 +223,10 @@ func (l *Log) CountDAK(dakSHA256 string) int {
 }
 
 // Append writes rec as one line and fsyncs it; when it returns nil the
-// record is on disk. A zero Time is set to now.
+// record is on disk. A zero Time is set to now. A record of a certificate
+// the log holds already (the same CSR and certificate) is not written again:
+// a caller that cannot know whether an earlier append got through (a repair
+// after a crash) appends once.
 func (l *Log) Append(rec Record) error {
 	key, ok := csrKey(rec.CSRSHA256)
 	if !ok {
@@ -243,7 +246,7 @@ func (l *Log) Append(rec Record) error {
 	if len(line) > maxRecord {
 		return fmt.Errorf("appending to audit log: record is %d bytes: %w", len(line), ErrInvalidRecord)
 	}
-	a := &appendReq{key: key, dak: rec.DAKSHA256, line: line, done: make(chan struct{})}
+	a := &appendReq{key: key, cert: rec.CertSHA256, dak: rec.DAKSHA256, line: line, done: make(chan struct{})}
 	l.queueMu.Lock()
 	l.queue = append(l.queue, a)
 	l.queueMu.Unlock()
@@ -272,6 +275,7 @@ func (l *Log) Append(rec Record) error {
 // appendReq is a record waiting for the next group commit.
 type appendReq struct {
 	key  [32]byte
+	cert string // CertSHA256
 	dak  string
 	line []byte
 	err  error
@@ -304,8 +308,18 @@ func (l *Log) appendBatch(batch []*appendReq) error {
 			}
 		}
 		var buf []byte
+		var write []*appendReq
+		inBatch := map[[32]byte]string{}
 		for _, a := range batch {
+			if c, ok := inBatch[a.key]; a.cert != "" && (ok && c == a.cert || l.holds(a.key, a.cert)) {
+				continue
+			}
+			inBatch[a.key] = a.cert
+			write = append(write, a)
 			buf = append(buf, a.line...)
+		}
+		if len(write) == 0 {
+			return nil
 		}
 		if _, err := l.f.Write(buf); err != nil {
 			return fmt.Errorf("appending to audit log %s: %w", l.path, err)
@@ -313,7 +327,7 @@ func (l *Log) appendBatch(batch []*appendReq) error {
 		if err := l.f.Sync(); err != nil {
 			return fmt.Errorf("appending to audit log %s: fsync: %w", l.path, err)
 		}
-		for _, a := range batch {
+		for _, a := range write {
 			l.index[a.key] = entry{off: off, n: len(a.line)}
 			off += int64(len(a.line))
 			l.count++
@@ -321,6 +335,12 @@ func (l *Log) appendBatch(batch []*appendReq) error {
 		}
 		return nil
 	})
+}
+
+// holds says whether the latest record of the CSR is of this certificate. mu is held.
+func (l *Log) holds(key [32]byte, certSHA256 string) bool {
+	rec, ok := l.read(key)
+	return ok && rec.CertSHA256 == certSHA256
 }
 
 // Find returns the latest record for the CSR whose DER has this SHA-256
@@ -332,6 +352,11 @@ func (l *Log) Find(csrSHA256 string) (*Record, bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.read(key)
+}
+
+// read reads the latest record of a CSR from the file. mu is held.
+func (l *Log) read(key [32]byte) (*Record, bool) {
 	e, ok := l.index[key]
 	if !ok || l.f == nil {
 		return nil, false

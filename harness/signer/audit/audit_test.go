@@ -305,3 +305,44 @@ func BenchmarkAppend(b *testing.B) {
 		i++
 	}
 }
+
+// A record of a certificate the log holds is written once, however often (and however
+// concurrently) it is appended; the same CSR with another certificate (signed again after a
+// crash) is a record of its own.
+func TestAppendHeldOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := mustOpen(t, path)
+	if err := l.Append(record(1)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for _, i := range []int{1, 2} {
+				if err := l.Append(record(i)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	resigned := record(1)
+	resigned.CertSHA256, resigned.Serial = SHA256Hex([]byte("cert 1, signed again")), "FF"
+	if err := l.Append(resigned); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(resigned); err != nil {
+		t.Fatal(err)
+	}
+	if l.Len() != 3 || l.CountDAK(record(1).DAKSHA256) != 3 {
+		t.Errorf("%d records, %d for the DAK; want 3", l.Len(), l.CountDAK(record(1).DAKSHA256))
+	}
+	l.Close()
+	data, _ := os.ReadFile(path)
+	if n := strings.Count(string(data), "\n"); n != 3 {
+		t.Errorf("%d lines, want 3:\n%s", n, data)
+	}
+	if got, ok := mustOpen(t, path).Find(record(1).CSRSHA256); !ok || got.Serial != "FF" {
+		t.Errorf("latest record of CSR 1: %+v, %v; want the one signed again", got, ok)
+	}
+}

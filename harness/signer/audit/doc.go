@@ -14,6 +14,10 @@
 //     -serial` prints it), certificate SHA-256, subject, DAK certificate
 //     SHA-256 and the chain PEM, so that a retried request can be answered
 //     with the identical chain, even after a restart.
+//   - Once: a record of a certificate the log holds already (the latest
+//     record of the same CSR, with the same certificate SHA-256) is not
+//     written again, so a caller that cannot tell whether an earlier append
+//     got through (the issuance pipeline after a crash) may append again.
 //   - Index: Open reads the file and indexes records by CSR SHA-256 (file
 //     offsets only, not the records); Find reads the record back from the
 //     file. Records appended later by this Log are indexed too; records
