@@ -6,10 +6,24 @@
 //   - Exactly once per device key: a CSR whose key the ledger already holds a chain for gets
 //     that chain back, with no new signature. A key whose reservation a crash interrupted is
 //     signed again under the same record (its Signatures count and the DAK budget say so).
-//   - Order: CSR checked once against the profile (a bad CSR costs nothing) -> reservation in the
-//     ledger with the DAK budget in the same transaction -> sign -> signature checked -> the
-//     audit log (the signer's append-only evidence) -> the ledger record moves to issued. A chain
+//   - Order, a key outside the process (a YubiKey): CSR checked once against the profile (a bad
+//     CSR costs nothing) -> reservation in the ledger with the DAK budget in the same transaction
+//     (every signature is counted before it is made) -> sign -> signature checked -> the audit
+//     log (the signer's append-only evidence) -> the ledger record moves to issued. A chain
 //     leaves the pipeline only once both hold it.
+//   - Order, an in-process key (SoftDAK): CSR checked -> the ledger read: no live record of the
+//     key -> sign -> the ledger records reservation, budget and certificate in one transaction
+//     (ReserveIssued) -> the audit log. One durable ledger write per certificate instead of two.
+//     Why this keeps the rules: the signature exists only in this process's memory until the
+//     ledger holds it; a crash or a refusal before then loses a certificate nobody ever had,
+//     which the budget need not count (it counts the certificates that can exist). The ledger
+//     still decides first (one live record per key, the budget), so the audit log never holds
+//     a certificate the ledger refused. A crash between the ledger and the audit log leaves an
+//     issued record the audit log lacks, whose chain never left: before the ledger's chain for a
+//     key is handed out, it is appended to the audit log unless the log holds it already. A key
+//     the ledger holds a record of (a chain, a reservation), and every signature near the end
+//     of the budget (SignAheadMargin), or after the ledger refused one for the budget, takes
+//     the first order: a second request for a key with a chain makes no signature.
 //   - The pipeline implements device.Issuer, the interface drivers provision through; the
 //     signing agent's client implements it too.
 package issue
@@ -23,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hilbench/harness/device"
@@ -58,6 +73,10 @@ type Pipeline struct {
 	Owner io.Closer
 
 	signMu sync.Mutex // one signature at a time for keys outside the process: a YubiKey has one session
+	// reserveFirst: the ledger refused a signature made ahead (budget used up): an in-process
+	// key too signs only once reserved from then on.
+	reserveFirst atomic.Bool
+	budgetUsed   atomic.Int64 // the DAK's largest signature count a reservation returned (0: none yet)
 
 	pendMu    sync.Mutex
 	unaudited []*pending // signed, held back: the audit log could not record them
@@ -68,7 +87,8 @@ var _ device.Issuer = (*Pipeline)(nil)
 
 var (
 	// ErrAudit: the certificate was signed and counted, but the audit log could not record it,
-	// so it is held back (the ledger record stays reserved: a retry signs again under it).
+	// so it is held back until it can (a hardware key's ledger record stays reserved; an
+	// in-process key's is issued, and no retry gets its chain before the audit log holds it).
 	ErrAudit = errors.New("the audit log cannot be written")
 	// ErrLedger: the ledger could not be read or written (nothing left the pipeline). The
 	// store's own error stays in the chain (ledger.ErrUnavailable, ledger.ErrCorrupt...).
@@ -176,9 +196,27 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 			res.Replaces = []int64{old.ID}
 		}
 	}
+	// An in-process key signs first and records the certificate in one transaction with the
+	// reservation (see the package doc); a hardware key's signature is counted before it is made.
+	var is *pki.Issued
+	ahead, err := p.signAhead(ctx, key)
+	if err != nil {
+		return nil, false, err
+	}
+	if ahead {
+		if is, err = p.Certs.IssueChecked(csr); err != nil {
+			return nil, false, err
+		}
+	}
+	reserve := func() (*ledger.Record, ledger.Budget, error) {
+		if is != nil {
+			return p.Ledger.ReserveIssued(ctx, res, ledgerCertificate(is))
+		}
+		return p.Ledger.Reserve(ctx, res)
+	}
 	// Reserve first: a new device (the common case) costs one transaction, no lookup. A key with a
 	// live record fails it without writing anything; the record then says why.
-	rec, budget, err := p.Ledger.Reserve(ctx, res)
+	rec, budget, err := reserve()
 	if errors.Is(err, ledger.ErrLiveRecord) {
 		live, lerr := p.liveByHash(ctx, key)
 		if lerr != nil {
@@ -189,10 +227,13 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 			// Another key's record holds the device id: err says so.
 		case live.State != ledger.Reserved:
 			// The ledger holds this key's chain (a rerun, or a chain an audit failure held back):
-			// no signature.
+			// no signature (one made ahead in process is dropped: it never left).
 			is, err := issuedFromRecord(live, csr)
 			if err != nil {
 				return nil, false, ledgerErr(err)
+			}
+			if err := p.auditRecorded(live, c); err != nil {
+				return nil, false, err
 			}
 			return is, true, nil
 		default:
@@ -207,39 +248,48 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 			}
 			// Its holder died between reservation and record: finish the reservation here.
 			res.TakeOver, res.TakeOverFrom = true, live.Holder
-			rec, budget, err = p.Ledger.Reserve(ctx, res)
+			rec, budget, err = reserve()
 		}
 	}
 	if errors.Is(err, ledger.ErrBudgetExhausted) {
+		// Sign ahead no more: from here on this pipeline's signatures wait for a reservation.
+		p.reserveFirst.Store(true)
 		b, _ := p.Ledger.Budget(ctx, res.DAKSHA256)
 		return nil, false, &BudgetError{DAK: p.Certs.CA.Subject.String(), Used: b.Used, Max: p.MaxSignatures, Ledger: p.Ledger.Describe()}
 	}
 	if err != nil {
-		return nil, false, ledgerErr(fmt.Errorf("reserving a signature in the ledger %s (nothing was signed): %w", p.Ledger.Describe(), err))
+		what := "nothing was signed"
+		if is != nil {
+			what = "the certificate signed for it in this process is dropped: it never left"
+		}
+		return nil, false, ledgerErr(fmt.Errorf("reserving a signature in the ledger %s (%s): %w", p.Ledger.Describe(), what, err))
 	}
 	if rec.Signatures > 1 {
 		p.logf("%s: the device key's reservation (ledger record %d) was interrupted before its chain was recorded; signing again (signature %d for this record)",
 			req.Target, rec.ID, rec.Signatures)
 	}
+	p.sawBudget(budget.Used)
 	if budget.Max > 0 && budget.Used*100 >= budget.Max*WarnPercent {
 		p.logf("DAK budget: %d/%d signatures used, %d left: order a new DAK before this one runs out",
 			budget.Used, budget.Max, budget.Max-budget.Used)
 	}
 
-	// A hardware key has one session: one signature at a time. An in-process key signs on
-	// every core.
-	if !pki.SignsInProcess(p.Certs.Signer) {
-		p.signMu.Lock()
+	pend := &pending{id: rec.ID, issued: is, inLedger: is != nil}
+	if is == nil {
+		// A hardware key has one session: one signature at a time. An in-process key signs on
+		// every core.
+		if !pki.SignsInProcess(p.Certs.Signer) {
+			p.signMu.Lock()
+		}
+		is, err = p.Certs.IssueChecked(csr)
+		if !pki.SignsInProcess(p.Certs.Signer) {
+			p.signMu.Unlock()
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		pend.issued = is
 	}
-	is, err := p.Certs.IssueChecked(csr)
-	if !pki.SignsInProcess(p.Certs.Signer) {
-		p.signMu.Unlock()
-	}
-	if err != nil {
-		return nil, false, err
-	}
-
-	pend := &pending{id: rec.ID, issued: is}
 	if p.Audit != nil {
 		ar := audit.FromIssued(is)
 		ar.Target, ar.BudgetUsed, ar.BudgetMax = req.Target, budget.Used, budget.Max
@@ -252,11 +302,71 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 	return is, false, nil
 }
 
+// SignAheadMargin is how many signatures a DAK's budget must have left, beyond the count this
+// pipeline last saw, for an in-process key to sign before the ledger is asked: more than all
+// stations sharing the DAK sign at once, so the ledger does not refuse a signature made ahead.
+const SignAheadMargin = 1000
+
+// signAhead says whether the key signs before the ledger is asked (see the package doc): an
+// in-process key, for a device key the ledger holds no live record of (a chain is handed out
+// again without a signature; a reservation is finished under its record, counted first), with
+// the budget far from its end (near it every signature waits for its reservation).
+func (p *Pipeline) signAhead(ctx context.Context, key string) (bool, error) {
+	if !pki.SignsInProcess(p.Certs.Signer) || p.reserveFirst.Load() {
+		return false, nil
+	}
+	if p.MaxSignatures > 0 {
+		used := p.budgetUsed.Load()
+		if used == 0 || used+SignAheadMargin >= p.MaxSignatures {
+			return false, nil
+		}
+	}
+	live, err := p.liveByHash(ctx, key)
+	return live == nil && err == nil, err
+}
+
+// sawBudget keeps the largest count of the DAK's signatures a reservation returned.
+func (p *Pipeline) sawBudget(used int64) {
+	for {
+		old := p.budgetUsed.Load()
+		if used <= old || p.budgetUsed.CompareAndSwap(old, used) {
+			return
+		}
+	}
+}
+
 // pending is a signed certificate on its way into the audit log and the ledger.
 type pending struct {
-	id     int64         // its ledger record
-	issued *pki.Issued   // the chain
-	audit  *audit.Record // nil once appended (or without an audit log)
+	id       int64         // its ledger record
+	issued   *pki.Issued   // the chain
+	audit    *audit.Record // nil once appended (or without an audit log)
+	inLedger bool          // the record is issued already (ReserveIssued)
+}
+
+// ledgerCertificate is what the ledger records of an issuance.
+func ledgerCertificate(is *pki.Issued) ledger.Certificate {
+	leaf := is.Certificate
+	return ledger.Certificate{
+		Serial: audit.SerialHex(leaf), CertSHA256: pki.Fingerprint(leaf), Subject: leaf.Subject.String(),
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, ChainPEM: string(is.ChainPEM),
+	}
+}
+
+// auditRecorded appends a chain the ledger holds to the audit log before it leaves, unless the
+// log holds it already (it appends once): a station that stopped between recording an in-process
+// signature in the ledger and appending it to the audit log left it out. Only this DAK's
+// certificates, and only records that name their CSR, as every record of a pipeline does.
+func (p *Pipeline) auditRecorded(rec *ledger.Record, c *Checked) error {
+	if p.Audit == nil || rec.DAKSHA256 != p.DAKSHA256() || rec.CertSHA256 == "" || len(rec.CSRSHA256) != 64 {
+		return nil
+	}
+	ar := audit.Record{Target: c.Req.Target, Client: c.Client, RequestID: c.RequestID, CSRSHA256: rec.CSRSHA256,
+		Serial: rec.Serial, CertSHA256: rec.CertSHA256, Subject: rec.Subject, DAKSHA256: rec.DAKSHA256, ChainPEM: rec.ChainPEM}
+	if err := p.Audit.Append(ar); err != nil {
+		return &stepError{kind: ErrAudit, err: fmt.Errorf("recording certificate %s (ledger record %d) in the audit log before handing it out again: %w",
+			rec.Serial, rec.ID, err)}
+	}
+	return nil
 }
 
 // record appends a signed certificate to the audit log, then moves its ledger record to issued.
@@ -276,11 +386,11 @@ func (p *Pipeline) record(ctx context.Context, pend *pending) error {
 		}
 		pend.audit = nil
 	}
+	if pend.inLedger {
+		return nil
+	}
 	leaf := pend.issued.Certificate
-	if err := p.Ledger.Issue(ctx, pend.id, ledger.Certificate{
-		Serial: audit.SerialHex(leaf), CertSHA256: pki.Fingerprint(leaf), Subject: leaf.Subject.String(),
-		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, ChainPEM: string(pend.issued.ChainPEM),
-	}); err != nil {
+	if err := p.Ledger.Issue(ctx, pend.id, ledgerCertificate(pend.issued)); err != nil {
 		return ledgerErr(fmt.Errorf("recording certificate %s in the ledger %s (it was signed and counted, but is held back): %w",
 			audit.SerialHex(leaf), p.Ledger.Describe(), err))
 	}

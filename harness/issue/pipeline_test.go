@@ -345,25 +345,135 @@ func (l *failingLedger) Issue(ctx context.Context, id int64, c ledger.Certificat
 	return l.Store.Issue(ctx, id, c)
 }
 
+// ReserveIssued records an in-process signature: the certificate, so it fails too.
+func (l *failingLedger) ReserveIssued(ctx context.Context, r ledger.Reservation, c ledger.Certificate) (*ledger.Record, ledger.Budget, error) {
+	if l.failIssue {
+		return nil, ledger.Budget{}, ledger.ErrUnavailable
+	}
+	return l.Store.ReserveIssued(ctx, r, c)
+}
+
+// outOfProcess is the counted DAK as a key outside the process (a YubiKey): counted before it
+// signs, one signature at a time.
+type outOfProcess struct{ *countingSigner }
+
+func (outOfProcess) InProcess() bool { return false }
+
 // The ledger fails after signing: the chain is held back (the device never gets a chain the
-// ledger does not hold), and the next try signs again under the same record.
+// ledger does not hold). A key outside the process signed under a reservation: the next try
+// signs again under the same record. An in-process key signed ahead: its signature was never
+// counted nor recorded, and the next try signs (once) as for a new device.
 func TestLedgerLostAfterSigningHoldsTheChainBack(t *testing.T) {
+	for _, inProcess := range []bool{false, true} {
+		name := "key outside the process"
+		if inProcess {
+			name = "in-process key"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, 0)
+			if !inProcess {
+				f.p.Certs.Signer = outOfProcess{f.signer}
+			}
+			fl := &failingLedger{Store: f.ledger, failIssue: true}
+			f.p.Ledger = fl
+			k := newKey(t)
+			is, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
+			if is != nil || !errors.Is(err, ledger.ErrUnavailable) {
+				t.Fatalf("issue with the ledger gone: %v, %v", is, err)
+			}
+			fl.failIssue = false
+			if _, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)}); err != nil {
+				t.Fatal(err)
+			}
+			recs, _ := f.ledger.List(ctx, ledger.Filter{})
+			want := 2
+			if inProcess {
+				want = 1
+			}
+			if len(recs) != 1 || recs[0].Signatures != want || recs[0].State != ledger.Issued {
+				t.Fatalf("records: %+v", recs)
+			}
+			if n := f.signer.n.Load(); n != 2 {
+				t.Fatalf("%d signatures, want 2", n)
+			}
+			f.check(t)
+		})
+	}
+}
+
+// A station that stopped after the ledger recorded an in-process signature and before the
+// audit log did: the chain never left. The next request for the key gets the ledger's chain,
+// and the audit log holds it before it leaves; once, however often it is asked for.
+func TestLedgerAheadOfAuditLogAfterACrash(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, 0)
-	fl := &failingLedger{Store: f.ledger, failIssue: true}
-	f.p.Ledger = fl
 	k := newKey(t)
-	is, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
-	if is != nil || !errors.Is(err, ledger.ErrUnavailable) {
-		t.Fatalf("issue with the ledger gone: %v, %v", is, err)
-	}
-	fl.failIssue = false
-	if _, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)}); err != nil {
+	csr := f.csr(t, k)
+	c, err := f.p.Check(device.IssueRequest{Target: "dut1", CSRPEM: csr})
+	if err != nil {
 		t.Fatal(err)
 	}
-	recs, _ := f.ledger.List(ctx, ledger.Filter{})
-	if len(recs) != 1 || recs[0].Signatures != 2 || recs[0].State != ledger.Issued {
-		t.Fatalf("records: %+v", recs)
+	// The crash: signed and recorded in the ledger, not in the audit log.
+	is, err := f.p.Certs.IssueChecked(c.CSR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.ledger.ReserveIssued(ctx, ledger.Reservation{DeviceKey: c.DeviceKey, Target: "dut1", Station: f.p.Station,
+		DAKSHA256: f.p.DAKSHA256(), CSRSHA256: audit.SHA256Hex(c.CSR.Raw), Holder: "gone:1:1"}, ledgerCertificate(is)); err != nil {
+		t.Fatal(err)
+	}
+	f.p.Close()
+	f.open(t, 0)
+	if err := f.p.CheckBudgetFloor(ctx); err != nil {
+		t.Fatalf("the ledger ahead of the audit log: %v", err)
+	}
+	for range 2 {
+		got, reused, err := f.p.IssueResult(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
+		if err != nil || !reused || string(got.ChainPEM) != string(is.ChainPEM) {
+			t.Fatalf("issue after the crash: reused=%v, %v", reused, err)
+		}
+	}
+	if n, lines := f.signer.n.Load(), f.audit.Len(); n != 1 || lines != 1 {
+		t.Fatalf("%d signatures, %d audit records; want 1 and 1", n, lines)
+	}
+	rec, ok := f.audit.Find(audit.SHA256Hex(c.CSR.Raw))
+	if !ok || rec.CertSHA256 != pki.Fingerprint(is.Certificate) || rec.ChainPEM != string(is.ChainPEM) {
+		t.Fatalf("audit record %+v, %v", rec, ok)
+	}
+	if err := f.p.CheckBudgetFloor(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.check(t)
+}
+
+// Near the end of the DAK's budget an in-process key signs only once reserved, so the ledger
+// does not refuse a signature already made; at the end nothing is signed.
+func TestNearTheBudgetEndReservesFirst(t *testing.T) {
+	ctx := context.Background()
+	max := int64(SignAheadMargin + 3)
+	f := newFixture(t, max)
+	issue := func() error {
+		_, err := f.p.Issue(ctx, device.IssueRequest{Target: "dut", CSRPEM: f.csr(t, newKey(t))})
+		return err
+	}
+	for range 2 {
+		if err := issue(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Other stations' signatures bring the count to one short of the maximum.
+	if err := f.ledger.SetBudgetFloor(ctx, f.p.DAKSHA256(), max-1); err != nil {
+		t.Fatal(err)
+	}
+	if err := issue(); err != nil {
+		t.Fatal(err)
+	}
+	if err := issue(); !errors.Is(err, ledger.ErrBudgetExhausted) {
+		t.Fatalf("past the budget: %v", err)
+	}
+	if n, used := f.signer.n.Load(), f.budget(t); n != 3 || used != max {
+		t.Fatalf("%d signatures, budget used %d; want 3 and %d", n, used, max)
 	}
 	f.check(t)
 }
