@@ -74,7 +74,11 @@ func (r *rawLine) close() {
 	}
 }
 
-func (r *rawLine) Read(p []byte) (int, error) {
+func (r *rawLine) Read(p []byte) (int, error) { return r.ReadContext(context.Background(), p) }
+
+// ReadContext is Read that gives up when ctx ends; bytes already received are returned even
+// then. A YMODEM sender reads this way in its own goroutine (flash.ContextReader).
+func (r *rawLine) ReadContext(ctx context.Context, p []byte) (int, error) {
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -93,6 +97,8 @@ func (r *rawLine) Read(p []byte) (int, error) {
 		case <-ch:
 		case <-r.c.done:
 			return 0, ErrClosed
+		case <-ctx.Done():
+			return 0, ctx.Err()
 		}
 	}
 }

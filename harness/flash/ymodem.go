@@ -76,14 +76,17 @@ type Stats struct {
 // SendYModem sends data as one file called name to a YMODEM receiver
 // (CRC-16 mode, 1024-byte blocks) on rw, then ends the batch.
 //
-// While it runs, SendYModem owns reads on rw: a goroutine of its own reads
-// rw. When it returns, that goroutine may still be blocked in rw.Read; the
-// bytes it then gets are dropped. If rw has SetReadDeadline (an *os.File
-// pty, a net.Conn) SendYModem uses it to end that read before returning.
-// With harness/console, call it inside Console.Raw, whose reader returns
-// io.EOF once the function returns; or use SendYModemChan over a reader
-// you already run.
+// While it runs, SendYModem owns reads on rw. A ContextReader (harness/console's
+// raw line, inside Console.Raw) is read directly. Any other rw is read by a
+// goroutine of SendYModem's own, which may still be blocked in rw.Read when
+// SendYModem returns (the bytes it then gets are dropped); if rw has
+// SetReadDeadline (an *os.File pty, a net.Conn) SendYModem uses it to end that
+// read before returning. SendYModemChan takes the bytes of a reader you already
+// run.
 func SendYModem(ctx context.Context, rw io.ReadWriter, name string, data []byte, opts YModemOptions) (Stats, error) {
+	if cr, ok := rw.(ContextReader); ok {
+		return newSender(ctx, rw, &directReceiver{r: cr, buf: make([]byte, 4096)}, opts).run(name, data)
+	}
 	in := make(chan []byte, 16)
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -107,9 +110,7 @@ func SendYModem(ctx context.Context, rw io.ReadWriter, name string, data []byte,
 			}
 		}
 	}()
-	s := newSender(ctx, rw, in, opts)
-	s.lineErr = func() error { return readErr }
-	st, err := s.run(name, data)
+	st, err := newSender(ctx, rw, chanReceiver{in: in, lineErr: func() error { return readErr }}, opts).run(name, data)
 	close(stop)
 	if d, ok := rw.(interface{ SetReadDeadline(time.Time) error }); ok {
 		if d.SetReadDeadline(time.Now()) == nil {
@@ -130,23 +131,22 @@ func SendYModem(ctx context.Context, rw io.ReadWriter, name string, data []byte,
 // gone), writes go to w. SendYModemChan reads in only while it runs; what
 // is left in it afterwards is the caller's.
 func SendYModemChan(ctx context.Context, w io.Writer, in <-chan []byte, name string, data []byte, opts YModemOptions) (Stats, error) {
-	return newSender(ctx, w, in, opts).run(name, data)
+	return newSender(ctx, w, chanReceiver{in: in}, opts).run(name, data)
 }
 
 type sender struct {
-	ctx     context.Context
-	w       io.Writer
-	dataT0  time.Time // 'C' after the header
-	dataT1  time.Time // last data block acknowledged
-	in      <-chan []byte
-	lineErr func() error // why in was closed, if known
-	pend    []byte       // received, not yet looked at
-	opts    YModemOptions
-	st      Stats
-	start   time.Time
+	ctx    context.Context
+	w      io.Writer
+	dataT0 time.Time // 'C' after the header
+	dataT1 time.Time // last data block acknowledged
+	line   receiver
+	pend   []byte // received, not yet looked at
+	opts   YModemOptions
+	st     Stats
+	start  time.Time
 }
 
-func newSender(ctx context.Context, w io.Writer, in <-chan []byte, opts YModemOptions) *sender {
+func newSender(ctx context.Context, w io.Writer, line receiver, opts YModemOptions) *sender {
 	if opts.BlockTimeout <= 0 {
 		opts.BlockTimeout = DefaultBlockTimeout
 	}
@@ -159,7 +159,7 @@ func newSender(ctx context.Context, w io.Writer, in <-chan []byte, opts YModemOp
 	if opts.GarbageWait <= 0 {
 		opts.GarbageWait = DefaultGarbageWait
 	}
-	return &sender{ctx: ctx, w: w, in: in, opts: opts, lineErr: func() error { return nil }}
+	return &sender{ctx: ctx, w: w, line: line, opts: opts}
 }
 
 func (s *sender) run(name string, data []byte) (Stats, error) {

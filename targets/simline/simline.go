@@ -28,31 +28,48 @@ func NewPacer(baud int) Pacer {
 }
 
 // Transmit blocks until n more bytes have crossed the line: the receiver
-// sees a chunk once its last byte has arrived, as with a real UART FIFO.
+// sees a chunk once its last byte has arrived, as with a real UART FIFO. A
+// line that has been idle starts now.
 func (p *Pacer) Transmit(n int) {
 	if p.byteTime == 0 {
 		return
 	}
-	now := time.Now()
-	if p.free.Before(now) {
+	if now := time.Now(); p.free.Before(now) {
 		p.free = now // the line was idle
 	}
-	p.free = p.free.Add(time.Duration(n) * p.byteTime)
-	lineSleep(time.Until(p.free))
+	p.Continue(n)
 }
 
-// lineSleep blocks the thread in nanosleep: runtime timers wake 0.1-0.2 ms late (the netpoller
-// waits in whole milliseconds), which at 921600 baud is a tenth of a YMODEM block's line time.
-// A sleep blocks only this direction's pump, which waits for the line anyway.
-func lineSleep(d time.Duration) {
-	if d <= 0 {
+// Continue is Transmit for bytes that follow the previous ones back to back
+// (the rest of one write): the line was busy all along, so they start where
+// the previous bytes ended even if this call comes late. Transmit would take
+// the late call for an idle line and add each chunk's wake-up delay to the
+// line time.
+func (p *Pacer) Continue(n int) {
+	if p.byteTime == 0 {
 		return
 	}
-	// The thread's timer slack (50 us by default) would make every sleep that much longer: a
-	// YMODEM block's ACK (11 us of line time at 921600 baud) would take 60 us.
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
-	ts := unix.NsecToTimespec(int64(d))
-	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+	p.free = p.free.Add(time.Duration(n) * p.byteTime)
+	lineSleep(p.free)
+}
+
+// spinFor is the end of a line wait spent polling the clock instead of asleep: a thread woken
+// from nanosleep runs tens of microseconds late, as much as a YMODEM ACK's whole line time at
+// 921600 baud (11 us), and 1 ms ticks are a tenth of a block's.
+const spinFor = 100 * time.Microsecond
+
+// lineSleep blocks the thread until the line is free at until: in nanosleep (runtime timers
+// wake 0.1-0.2 ms late, the netpoller waits in whole milliseconds), then polling the clock for
+// the last spinFor. It blocks only this direction's pump, which waits for the line anyway.
+func lineSleep(until time.Time) {
+	if d := time.Until(until) - spinFor; d > 0 {
+		// The thread's timer slack (50 us by default) would make every sleep that much longer.
+		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+		ts := unix.NsecToTimespec(int64(d))
+		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+		}
+	}
+	for time.Now().Before(until) {
 	}
 }
 

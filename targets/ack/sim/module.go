@@ -433,14 +433,18 @@ func (m *Module) shape(p []byte) []byte {
 func (m *Module) sendRaw(p []byte, g uint64) {
 	m.txMu.Lock()
 	defer m.txMu.Unlock()
-	for len(p) > 0 {
+	for first := true; len(p) > 0; first = false {
 		n := min(len(p), simline.ChunkSize(m.cfg.Baud, 5*time.Millisecond))
 		chunk := p[:n]
 		p = p[n:]
 		if !m.live(g) {
 			return
 		}
-		m.tx.Transmit(n)
+		if first {
+			m.tx.Transmit(n)
+		} else {
+			m.tx.Continue(n) // one write's bytes cross the line back to back
+		}
 		out := m.shape(chunk)
 		m.mu.Lock()
 		m.stats.BytesOut += int64(len(out))
@@ -457,11 +461,15 @@ func (m *Module) pumpIn() {
 	for {
 		am := m.master()
 		n, err := am.Read(buf)
-		for p := buf[:n]; len(p) > 0; {
+		for p, first := buf[:n], true; len(p) > 0; first = false {
 			k := min(len(p), simline.ChunkSize(m.cfg.Baud, 5*time.Millisecond))
 			chunk := p[:k]
 			p = p[k:]
-			m.rx.Transmit(k)
+			if first {
+				m.rx.Transmit(k)
+			} else {
+				m.rx.Continue(k)
+			}
 			chunk = m.shape(chunk)
 			m.mu.Lock()
 			m.stats.BytesIn += int64(len(chunk))

@@ -672,14 +672,18 @@ func (d *Device) banner(boot int, version, slot string) []byte {
 func (d *Device) send(p []byte, g uint64) {
 	d.txMu.Lock()
 	defer d.txMu.Unlock()
-	for len(p) > 0 {
+	for first := true; len(p) > 0; first = false {
 		n := min(len(p), d.chunk)
 		chunk := p[:n]
 		p = p[n:]
 		if !d.live(g) {
 			return
 		}
-		d.tx.Transmit(n)
+		if first {
+			d.tx.Transmit(n)
+		} else {
+			d.tx.Continue(n)
+		}
 		out, ok := d.shape(chunk, g)
 		if !ok {
 			return
@@ -760,11 +764,15 @@ func (d *Device) pumpIn() {
 		am := d.master()
 		n, err := am.Read(buf)
 		var fire *armedCut // an armed power cut reached in this read (cut.go)
-		for p := buf[:n]; len(p) > 0; {
+		for p, first := buf[:n], true; len(p) > 0; first = false {
 			k := min(len(p), d.inputGrain())
 			chunk := p[:k]
 			p = p[k:]
-			d.rx.Transmit(k)
+			if first {
+				d.rx.Transmit(k)
+			} else {
+				d.rx.Continue(k) // one write's bytes cross the line back to back
+			}
 			mismatch := d.speedMismatch()
 			d.mu.Lock()
 			s, bl := d.sess, d.bl
