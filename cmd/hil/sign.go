@@ -241,7 +241,8 @@ feed:
 	close(stopProgress)
 	<-progressDone
 
-	writeChains(outDir, list, fail)
+	stages := writeChains(outDir, list, fail)
+	defer removeStaging(stages)
 	var files []*pendingFile
 	for _, j := range list {
 		if j.out != nil {
@@ -295,19 +296,29 @@ func signJobRun(ctx context.Context, st *signStation, j *signJob, reused *atomic
 	j.chain, j.leaf = is.ChainPEM, is.Certificate
 }
 
-// writeChains writes each issued chain as a temporary file beside its final name. It runs after
-// the issuance, not inside it: creating files while the ledger syncs waits on the file system's
-// journal. A chain whose file cannot be written is in the ledger: a rerun hands it out again.
-// Several writers, because a file's creation waits on the file system's journal, not the CPU.
-func writeChains(outDir string, list []*signJob, fail func(*signJob, error)) {
+// writeChains writes each issued chain as a temporary file, to be renamed into outDir by
+// commitBatch. It runs after the issuance, not inside it: creating files while the ledger syncs
+// waits on the file system's journal. A chain whose file cannot be written is in the ledger: a
+// rerun hands it out again. Each writer creates its files in a hidden directory of its own in
+// outDir: creating a file holds its directory's lock while the file system allocates the inode,
+// so writers sharing one directory queue (and spin) on it. It returns the staging directories,
+// for removeStaging once the files are committed or aborted.
+func writeChains(outDir string, list []*signJob, fail func(*signJob, error)) []string {
 	next := make(chan *signJob)
 	var wg sync.WaitGroup
+	var stages []string
 	for range min(signWriters, len(list)) {
+		stage, err := os.MkdirTemp(outDir, ".hil-sign-*")
+		if err != nil {
+			stage = outDir // beside the final names, as a single writer would
+		} else {
+			stages = append(stages, stage)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				pf, err := createPending(filepath.Join(outDir, j.name+".pem"))
+				pf, err := createPendingIn(stage, filepath.Join(outDir, j.name+".pem"))
 				if err == nil {
 					if err = pf.write(j.chain, false); err != nil {
 						pf.abort()
@@ -329,6 +340,15 @@ func writeChains(outDir string, list []*signJob, fail func(*signJob, error)) {
 	}
 	close(next)
 	wg.Wait()
+	return stages
+}
+
+// removeStaging removes writeChains' staging directories (empty once their files were renamed
+// or removed; one that is not is left for the operator to see).
+func removeStaging(stages []string) {
+	for _, d := range stages {
+		os.Remove(d)
+	}
 }
 
 // signWriters is how many chain files a batch creates at once.
@@ -628,7 +648,12 @@ type pendingFile struct {
 }
 
 func createPending(path string) (*pendingFile, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".hil-sign-*")
+	return createPendingIn(filepath.Dir(path), path)
+}
+
+// createPendingIn is createPending with the temporary file in dir (on path's file system).
+func createPendingIn(dir, path string) (*pendingFile, error) {
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".hil-sign-*")
 	if err != nil {
 		return nil, err
 	}
