@@ -141,7 +141,10 @@ var _ = Describe("Firmware update over the console (YMODEM)", Ordered, Label("fl
 				if sent >= total {
 					d.SetNoiseRate(0)
 				} else {
-					d.SetNoiseRate(0.03)
+					// One answer in ten garbled: at 3% a transfer of 200 blocks went through
+					// without a single garbled answer now and then (0.97^200 = 0.2%), and the
+					// spec asserted nothing.
+					d.SetNoiseRate(0.1)
 				}
 			}})
 		d.SetNoiseRate(0)
