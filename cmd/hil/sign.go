@@ -522,23 +522,39 @@ func precheckCSR(b *bench.Bench, data []byte, src string) error {
 // where the chain went. With an AWS IoT profile the CSR's CN must be a thing name, and it is the
 // record's device id, so the ledger refuses a second key for one thing.
 func (st *signStation) issue(ctx context.Context, name string, data []byte) (*pki.Issued, bool, error) {
-	id := csrDeviceID(st.Profile, data)
-	if st.aws != nil {
-		id = ""
-		if csr := parseCSR(data); csr != nil {
-			if !awsiotThingName(csr.Subject.CommonName) {
-				return nil, false, fmt.Errorf("the CSR's CN %q is not an AWS IoT thing name (1-128 of letters, digits and :_-; the profile's [%s]): nothing was signed",
-					csr.Subject.CommonName, awsiot.Section)
-			}
-			id = csr.Subject.CommonName
-		}
-	}
-	req := device.IssueRequest{Target: name, CSRPEM: data, DeviceID: id}
+	req := device.IssueRequest{Target: name, CSRPEM: data}
 	if p := st.Pipeline; p != nil {
-		return p.IssueResult(ctx, req)
+		// The pipeline's check parses the CSR; the device id comes from the CSR it checked.
+		c, err := p.Check(req)
+		if err != nil {
+			return nil, false, err
+		}
+		if c.Req.DeviceID, err = st.deviceID(c.CSR); err != nil {
+			return nil, false, err
+		}
+		return p.IssueChecked(ctx, c)
+	}
+	if csr := parseCSR(data); csr != nil {
+		var err error
+		if req.DeviceID, err = st.deviceID(csr); err != nil {
+			return nil, false, err
+		}
 	}
 	is, err := st.Issuer.Issue(ctx, req)
 	return is, false, err
+}
+
+// deviceID is the record's device id for a CSR: with an AWS IoT profile its CN, which must be a
+// thing name; otherwise the per-device field csrDeviceID finds.
+func (st *signStation) deviceID(csr *x509.CertificateRequest) (string, error) {
+	if st.aws == nil {
+		return csrDeviceID(st.Profile, csr), nil
+	}
+	if !awsiotThingName(csr.Subject.CommonName) {
+		return "", fmt.Errorf("the CSR's CN %q is not an AWS IoT thing name (1-128 of letters, digits and :_-; the profile's [%s]): nothing was signed",
+			csr.Subject.CommonName, awsiot.Section)
+	}
+	return csr.Subject.CommonName, nil
 }
 
 // awsiotThingName says whether cn is an AWS IoT thing name.
@@ -569,12 +585,8 @@ var (
 // csrDeviceID is the device's own id when the CSR's subject carries one the profile marks as
 // per-device: its serialNumber, else its CN (the AWS IoT thing name). A CSR carries no
 // other id: with the FFS profile's fixed CN the record is keyed by the device key alone.
-func csrDeviceID(p *pki.Profile, data []byte) string {
-	if p == nil {
-		return ""
-	}
-	csr := parseCSR(data)
-	if csr == nil {
+func csrDeviceID(p *pki.Profile, csr *x509.CertificateRequest) string {
+	if p == nil || csr == nil {
 		return ""
 	}
 	for _, oid := range []asn1.ObjectIdentifier{oidSerialNumber, oidCommonName} {
