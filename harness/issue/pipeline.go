@@ -214,8 +214,9 @@ func (p *Pipeline) IssueChecked(ctx context.Context, c *Checked) (*pki.Issued, b
 		}
 		return p.Ledger.Reserve(ctx, res)
 	}
-	// Reserve first: a new device (the common case) costs one transaction, no lookup. A key with a
-	// live record fails it without writing anything; the record then says why.
+	// A key outside the process reserves first: a new device (the common case) costs one
+	// transaction, no lookup. A key with a live record fails it without writing anything; the
+	// record then says why.
 	rec, budget, err := reserve()
 	if errors.Is(err, ledger.ErrLiveRecord) {
 		live, lerr := p.liveByHash(ctx, key)
