@@ -542,7 +542,9 @@ func (c *core) Import(ctx context.Context, r Record) (bool, error) {
 		imported = false
 		if r.CertSHA256 != "" {
 			var one int
-			err := x.queryRow(ctx, `SELECT 1 FROM records WHERE cert_sha256 = $1`, r.CertSHA256).Scan(&one)
+			// The <> '' lets SQLite use the partial index records_cert: without it, it scans
+			// the table for every record imported.
+			err := x.queryRow(ctx, `SELECT 1 FROM records WHERE cert_sha256 = $1 AND cert_sha256 <> ''`, r.CertSHA256).Scan(&one)
 			if err == nil {
 				return nil
 			} else if !errors.Is(err, errNoRows) {
