@@ -20,7 +20,8 @@
 //     still decides first (one live record per key, the budget), so the audit log never holds
 //     a certificate the ledger refused. A crash between the ledger and the audit log leaves an
 //     issued record the audit log lacks, whose chain never left: before the ledger's chain for a
-//     key is handed out, it is appended to the audit log unless the log holds it already. A key
+//     key is handed out (Issue, and Lookup, whose answer the signing agent hands out), it is
+//     appended to the audit log unless the log holds it already. A key
 //     the ledger holds a record of (a chain, a reservation), and every signature near the end
 //     of the budget (SignAheadMargin), or after the ledger refused one for the budget, takes
 //     the first order: a second request for a key with a chain makes no signature.
@@ -356,13 +357,17 @@ func ledgerCertificate(is *pki.Issued) ledger.Certificate {
 // auditRecorded appends a chain the ledger holds to the audit log before it leaves, unless the
 // log holds it already (it appends once): a station that stopped between recording an in-process
 // signature in the ledger and appending it to the audit log left it out. Only this DAK's
-// certificates, and only records that name their CSR, as every record of a pipeline does.
+// certificates, and only records that name their CSR, as every record of a pipeline does. c is
+// the request the chain answers (nil: a lookup).
 func (p *Pipeline) auditRecorded(rec *ledger.Record, c *Checked) error {
 	if p.Audit == nil || rec.DAKSHA256 != p.DAKSHA256() || rec.CertSHA256 == "" || len(rec.CSRSHA256) != 64 {
 		return nil
 	}
-	ar := audit.Record{Target: c.Req.Target, Client: c.Client, RequestID: c.RequestID, CSRSHA256: rec.CSRSHA256,
-		Serial: rec.Serial, CertSHA256: rec.CertSHA256, Subject: rec.Subject, DAKSHA256: rec.DAKSHA256, ChainPEM: rec.ChainPEM}
+	ar := audit.Record{CSRSHA256: rec.CSRSHA256, Serial: rec.Serial, CertSHA256: rec.CertSHA256, Subject: rec.Subject,
+		DAKSHA256: rec.DAKSHA256, ChainPEM: rec.ChainPEM, Target: rec.Target}
+	if c != nil {
+		ar.Target, ar.Client, ar.RequestID = c.Req.Target, c.Client, c.RequestID
+	}
 	if err := p.Audit.Append(ar); err != nil {
 		return &stepError{kind: ErrAudit, err: fmt.Errorf("recording certificate %s (ledger record %d) in the audit log before handing it out again: %w",
 			rec.Serial, rec.ID, err)}
@@ -422,7 +427,11 @@ func (p *Pipeline) flushUnaudited(ctx context.Context) (int, error) {
 
 // Lookup is what the ledger holds for a device public key.
 func (p *Pipeline) Lookup(ctx context.Context, pub crypto.PublicKey) (*device.Known, error) {
-	rec, err := p.liveByKey(ctx, pub)
+	key, err := ledger.KeyHash(pub)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := p.liveByHash(ctx, key)
 	if err != nil || rec == nil {
 		return nil, err
 	}
@@ -430,6 +439,14 @@ func (p *Pipeline) Lookup(ctx context.Context, pub crypto.PublicKey) (*device.Kn
 	if rec.State != ledger.Reserved {
 		if k.Issued, err = issuedFromRecord(rec, nil); err != nil {
 			return nil, ledgerErr(err)
+		}
+		// The chain may leave with the answer (the signing agent hands it out): the audit log
+		// holds it first. Under the key's lock, so an issuance in flight appends its own record.
+		unlock := p.keyMu.lock(key)
+		err = p.auditRecorded(rec, nil)
+		unlock()
+		if err != nil {
+			return nil, err
 		}
 	}
 	return k, nil

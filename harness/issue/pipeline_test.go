@@ -428,6 +428,14 @@ func TestLedgerAheadOfAuditLogAfterACrash(t *testing.T) {
 	if err := f.p.CheckBudgetFloor(ctx); err != nil {
 		t.Fatalf("the ledger ahead of the audit log: %v", err)
 	}
+	// A lookup's answer may leave too (the signing agent answers a key with a chain from it).
+	known, err := f.p.Lookup(ctx, k.k.Public())
+	if err != nil || known == nil || known.Issued == nil || string(known.Issued.ChainPEM) != string(is.ChainPEM) {
+		t.Fatalf("lookup after the crash: %+v, %v", known, err)
+	}
+	if f.audit.Len() != 1 {
+		t.Fatalf("the lookup answered with a chain the audit log does not hold (%d records)", f.audit.Len())
+	}
 	for range 2 {
 		got, reused, err := f.p.IssueResult(ctx, device.IssueRequest{Target: "dut1", CSRPEM: f.csr(t, k)})
 		if err != nil || !reused || string(got.ChainPEM) != string(is.ChainPEM) {
