@@ -111,6 +111,7 @@ func signOne(ctx context.Context, b *bench.Bench, csrFile, out string, stdout, s
 	}
 	var pf *pendingFile
 	if out != "" {
+		sweepStale(filepath.Dir(out), time.Now(), stderr)
 		// Made before anything is signed: an output that cannot be written costs no signature.
 		if pf, err = createPending(out); err != nil {
 			return fmt.Errorf("output %s cannot be written (nothing was signed): %w", out, err)
@@ -175,6 +176,7 @@ func signDir(ctx context.Context, b *bench.Bench, dir, outDir string, jobs int, 
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return fmt.Errorf("output directory %s cannot be made (nothing was signed): %w", outDir, err)
 	}
+	sweepStale(outDir, time.Now(), stderr)
 	probe, err := createPending(filepath.Join(outDir, "probe"))
 	if err != nil {
 		return fmt.Errorf("output directory %s cannot be written (nothing was signed): %w", outDir, err)
@@ -348,6 +350,46 @@ func writeChains(outDir string, list []*signJob, fail func(*signJob, error)) []s
 func removeStaging(stages []string) {
 	for _, d := range stages {
 		os.Remove(d)
+	}
+}
+
+// staleAfter is the age from which a temporary output is taken for the leftover of a hil sign
+// that was stopped: a running one keeps its temporary files for seconds (a batch makes them
+// after the issuance; one CSR makes its file just before its one signature).
+const staleAfter = time.Hour
+
+// sweepStale removes what a stopped hil sign left in dir, older than staleAfter at now: hidden
+// staging directories (.hil-sign-*) and hidden temporary outputs (.NAME.hil-sign-*). Younger
+// ones may be another hil sign's, at work in the same directory; other names are not touched.
+func sweepStale(dir string, now time.Time, stderr io.Writer) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // a directory that cannot be read fails with its own error next
+	}
+	removed := 0
+	for _, e := range entries {
+		name := e.Name()
+		staging := e.IsDir() && strings.HasPrefix(name, ".hil-sign-")
+		temporary := e.Type().IsRegular() && strings.HasPrefix(name, ".") && strings.Contains(name, ".hil-sign-")
+		if !staging && !temporary {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || now.Sub(info.ModTime()) < staleAfter {
+			continue
+		}
+		if staging {
+			err = os.RemoveAll(filepath.Join(dir, name))
+		} else {
+			err = os.Remove(filepath.Join(dir, name))
+		}
+		if err == nil {
+			removed++
+		}
+	}
+	if removed > 0 {
+		fmt.Fprintf(stderr, "hil sign: removed %d temporary output(s) older than %s from %s, left by a hil sign that was stopped\n",
+			removed, staleAfter, dir)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -344,16 +345,32 @@ func TestSignDirBatch(t *testing.T) {
 		t.Errorf("%d signatures, want 12", n)
 	}
 
-	// Rerun without the broken CSR: the same chains, from the ledger.
+	// Rerun without the broken CSR: the same chains, from the ledger. A stopped run's staging
+	// directory is swept first.
 	if err := os.Remove(filepath.Join(csrDir, "broken.csr")); err != nil {
 		t.Fatal(err)
 	}
+	left := filepath.Join(outDir, ".hil-sign-123")
+	if err := os.Mkdir(left, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, ".device-00.pem.hil-sign-456"), []byte("half a chain"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * staleAfter)
+	if err := os.Chtimes(left, old, old); err != nil {
+		t.Fatal(err)
+	}
 	stdout.Reset()
+	stderr.Reset()
 	if err := run(ctx, []string{"sign", "--bench", sb.file, "--csr-dir", csrDir, "--out", outDir}, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(stdout.String(), "signed 12 of 12") || !strings.Contains(stdout.String(), "12 chains from the ledger") {
 		t.Errorf("rerun: %s", stdout.String())
+	}
+	if _, err := os.Stat(left); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(stderr.String(), "removed 1 temporary output") {
+		t.Errorf("a stopped run's staging directory: %v; stderr %q", err, stderr.String())
 	}
 	for name, want := range first {
 		if got, _ := os.ReadFile(filepath.Join(outDir, name+".pem")); !bytes.Equal(got, want) {
@@ -362,6 +379,58 @@ func TestSignDirBatch(t *testing.T) {
 	}
 	if n := auditLines(t, sb); n != 12 {
 		t.Errorf("%d signatures after the rerun, want still 12", n)
+	}
+}
+
+// sweepStale removes a stopped hil sign's hidden staging directories and temporary outputs once
+// they are staleAfter old, and nothing else: younger ones may be a running hil sign's.
+func TestSweepStale(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	now := time.Now()
+	old := now.Add(-staleAfter - time.Minute)
+	create := func(name string, isDir bool, mtime time.Time) {
+		p := filepath.Join(dir, name)
+		var err error
+		if isDir {
+			if err = os.Mkdir(p, 0o755); err == nil {
+				err = os.WriteFile(filepath.Join(p, ".x.pem.hil-sign-1"), []byte("x"), 0o644)
+			}
+		} else {
+			err = os.WriteFile(p, []byte("x"), 0o644)
+		}
+		if err == nil {
+			err = os.Chtimes(p, mtime, mtime)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := []string{".hil-sign-111", ".device-02.pem.hil-sign-222", ".probe.hil-sign-333"}
+	kept := []string{".hil-sign-444", ".device-05.pem.hil-sign-555", "device-03.pem", ".hidden", "hil-sign-666", "dir.hil-sign-777"}
+	create(gone[0], true, old)
+	create(gone[1], false, old)
+	create(gone[2], false, old)
+	create(kept[0], true, now)  // a running batch's
+	create(kept[1], false, now) // a running single CSR's
+	create(kept[2], false, old)
+	create(kept[3], false, old)
+	create(kept[4], false, old)
+	create(kept[5], true, old) // not hidden: not ours
+	var stderr bytes.Buffer
+	sweepStale(dir, now, &stderr)
+	for _, n := range gone {
+		if _, err := os.Stat(filepath.Join(dir, n)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %v, want it removed", n, err)
+		}
+	}
+	for _, n := range kept {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s: %v, want it kept", n, err)
+		}
+	}
+	if !strings.Contains(stderr.String(), "removed 3 temporary output(s)") {
+		t.Errorf("stderr %q, want it to say 3 were removed", stderr.String())
 	}
 }
 
