@@ -261,7 +261,7 @@ func checkLedger(ctx context.Context, b *bench.Bench, lg ledger.Store, stdout io
 		return err
 	}
 	auditPath := filepath.Join(station.StateDir(b), "audit.jsonl")
-	undelivered := 0
+	undelivered, unaudited := 0, 0
 	if _, err := os.Stat(auditPath); err == nil {
 		log, err := audit.Open(auditPath)
 		if err != nil {
@@ -283,6 +283,7 @@ func checkLedger(ctx context.Context, b *bench.Bench, lg ledger.Store, stdout io
 		if err != nil {
 			return err
 		}
+		unaudited = issuedNotAudited(b, recs, arecs)
 		for _, a := range arecs {
 			if held[a.CertSHA256] {
 				continue
@@ -306,6 +307,11 @@ func checkLedger(ctx context.Context, b *bench.Bench, lg ledger.Store, stdout io
 		fmt.Fprintf(stdout, "%d certificate(s) in the audit log were signed but never delivered (a station stopped between signing and "+
 			"recording; their devices were signed again under the same record, and the budget counts both)\n", undelivered)
 	}
+	if unaudited > 0 {
+		fmt.Fprintf(stdout, "%d issued record(s) of this station that the audit log does not hold yet: a station stopped between "+
+			"recording an in-process signature in the ledger and the audit log; those chains never left, and the next request "+
+			"for each key appends its chain to the audit log before handing it out\n", unaudited)
+	}
 	if len(problems) == 0 {
 		fmt.Fprintln(stdout, "consistent: budget used = signatures recorded, every issued record has its chain, no device has two live records")
 		return nil
@@ -318,6 +324,29 @@ func checkLedger(ctx context.Context, b *bench.Bench, lg ledger.Store, stdout io
 		}
 	}
 	return fmt.Errorf("ledger %s: %d problem(s)", lg.Describe(), len(problems))
+}
+
+// issuedNotAudited counts this station's issued records of the bench's DAK whose certificate the
+// audit log lacks. An in-process DAK records a signature in the ledger before the audit log, so a
+// station stopped between the two leaves such a record; its chain has not left (a chain is
+// appended to the audit log before it is handed out), so it is reported, not a problem.
+func issuedNotAudited(b *bench.Bench, recs []ledger.Record, arecs []audit.Record) int {
+	dak, err := dakCertificate(b)
+	if err != nil {
+		return 0 // an agent's bench: the agent keeps the audit log
+	}
+	dakSHA := audit.SHA256Hex(dak.Raw)
+	inLog := make(map[string]bool, len(arecs))
+	for _, a := range arecs {
+		inLog[a.CertSHA256] = true
+	}
+	here, n := station.StationID(), 0
+	for _, r := range recs {
+		if r.State == ledger.Issued && r.CertSHA256 != "" && r.DAKSHA256 == dakSHA && r.Station == here && !inLog[r.CertSHA256] {
+			n++
+		}
+	}
+	return n
 }
 
 // importLedger brings an earlier release's evidence into the ledger: audit log records become

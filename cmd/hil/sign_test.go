@@ -434,6 +434,54 @@ func TestSweepStale(t *testing.T) {
 	}
 }
 
+// A station stopped between recording an in-process signature in the ledger and appending it to
+// the audit log (the audit log's last line lost, as such a stop leaves it): hil ledger check
+// reports the issued record the audit log lacks, without calling the ledger inconsistent, and the
+// next request for the key appends the chain to the audit log before handing it out, with no new
+// signature.
+func TestLedgerCheckReportsAnIssuedRecordTheAuditLogLacks(t *testing.T) {
+	t.Parallel()
+	sb := newSignBench(t)
+	csr := opensslCSR(t, sb.dir, "device", sb.profile)
+	first := filepath.Join(sb.dir, "first.pem")
+	ctx := context.Background()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"sign", "--bench", sb.file, "--csr", csr, "--out", first}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	check := func() string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(ctx, []string{"ledger", "check", "--bench", sb.file}, &out, &stderr); err != nil {
+			t.Fatalf("ledger check: %v\n%s", err, out.String())
+		}
+		return out.String()
+	}
+	const lacks = "issued record(s) of this station that the audit log does not hold yet"
+	if out := check(); strings.Contains(out, lacks) {
+		t.Fatalf("ledger check with the audit log whole:\n%s", out)
+	}
+	auditFile := filepath.Join(station.StateDir(sb.b), "audit.jsonl")
+	if err := os.WriteFile(auditFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := check(); !strings.Contains(out, "1 "+lacks) || !strings.Contains(out, "consistent") {
+		t.Fatalf("ledger check with the audit log's line lost:\n%s", out)
+	}
+	again := filepath.Join(sb.dir, "again.pem")
+	if err := run(ctx, []string{"sign", "--bench", sb.file, "--csr", csr, "--out", again}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	a, _ := os.ReadFile(first)
+	b, _ := os.ReadFile(again)
+	if !bytes.Equal(a, b) || auditLines(t, sb) != 1 {
+		t.Fatalf("the second request: same chain %v, %d audit line(s); want the same chain, appended once", bytes.Equal(a, b), auditLines(t, sb))
+	}
+	if out := check(); strings.Contains(out, lacks) {
+		t.Fatalf("ledger check after the chain was appended:\n%s", out)
+	}
+}
+
 // A batch whose output cannot be written signs nothing.
 func TestSignDirUnwritableOutput(t *testing.T) {
 	t.Parallel()
