@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -384,13 +383,11 @@ func (s *Server) serveSlot(w http.ResponseWriter, r *http.Request, _ []byte) {
 // decodeOperator reads POST /api/operator's body, {"operator":"ID"}: one JSON object whose only
 // key is "operator", spelled so (encoding/json alone would take "Operator" too), holding a string.
 func decodeOperator(body []byte) (string, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
+	// Unmarshal, not a Decoder: it refuses anything after the object (a Decoder's More does not
+	// see a stray '}' there).
 	var m map[string]json.RawMessage
-	if err := dec.Decode(&m); err != nil {
+	if err := json.Unmarshal(body, &m); err != nil {
 		return "", err
-	}
-	if dec.More() {
-		return "", errors.New("more than one JSON value")
 	}
 	raw, ok := m["operator"]
 	if !ok {
