@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -383,11 +384,15 @@ func (s *Server) serveSlot(w http.ResponseWriter, r *http.Request, _ []byte) {
 // decodeOperator reads POST /api/operator's body, {"operator":"ID"}: one JSON object whose only
 // key is "operator", spelled so (encoding/json alone would take "Operator" too), holding a string.
 func decodeOperator(body []byte) (string, error) {
-	// Unmarshal, not a Decoder: it refuses anything after the object (a Decoder's More does not
-	// see a stray '}' there).
+	dec := json.NewDecoder(bytes.NewReader(body))
 	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
+	if err := dec.Decode(&m); err != nil {
 		return "", err
+	}
+	// Only white space may follow: the next token must be the end. (Decoder.More does not see a
+	// stray '}' there.)
+	if _, err := dec.Token(); err != io.EOF {
+		return "", errors.New("more than one JSON value, or text after the object")
 	}
 	raw, ok := m["operator"]
 	if !ok {
