@@ -559,7 +559,7 @@ func TestStationDrainAndAbort(t *testing.T) {
 			if err := runStation(ctx, o, &out, &out); err != nil {
 				t.Fatalf("%v\n%s", err, out.String())
 			}
-			runs, err := openLedger(t, sb.BenchFile).ListTests(ctx, ledger.TestFilter{Station: name})
+			runs, err := openLedger(t, sb.BenchFile).ListTests(context.Background(), ledger.TestFilter{Station: name})
 			if err != nil || len(runs) != 2 {
 				t.Fatalf("%v: %d runs, want 2 (no DUT started after the drain)\n%s", err, len(runs), out.String())
 			}

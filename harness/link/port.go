@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -183,6 +184,7 @@ func (p *Port) Close() error {
 		p.sp = nil
 		p.mu.Unlock()
 		if sp != nil {
+			p.dropLockIfGone()
 			if cerr := closeBounded(sp); cerr != nil {
 				err = fmt.Errorf("link: closing %s: %w", p.Path(), cerr)
 			}
@@ -326,9 +328,40 @@ func (p *Port) dropCurrent(failed serial.Port, force bool) bool {
 	p.sp = nil
 	p.mu.Unlock()
 	if sp != nil {
+		p.dropLockIfGone()
 		_ = sp.Close() // it already failed; its close error tells nothing new
 	}
 	return true
+}
+
+// dropLockIfGone releases the port's lock when its device node no longer exists (the device left
+// the bus). Called while a descriptor still holds the node, so the number cannot have gone to
+// another device yet; once the descriptor closes it may, and this port's lock must not keep that
+// device from its own user. The next open takes the lock of whatever node it finds.
+func (p *Port) dropLockIfGone() {
+	p.mu.Lock()
+	lk := p.lock
+	if lk == nil || !nodeGone(lk.path) {
+		p.mu.Unlock()
+		return
+	}
+	p.lock = nil
+	p.mu.Unlock()
+	_ = lk.release()
+}
+
+// releaseIfMissing drops the lock when an open found no device: this port holds no descriptor
+// then, so the lock guards nothing, and the number it names may go to another device meanwhile.
+func (p *Port) releaseIfMissing(err error) {
+	if errors.Is(err, ErrNotFound) {
+		_ = p.releaseLock()
+	}
+}
+
+// nodeGone reports whether the device node at path no longer exists.
+func nodeGone(path string) bool {
+	_, err := os.Stat(path)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 func (p *Port) install(sp serial.Port, path string) error {
@@ -403,15 +436,19 @@ func (p *Port) openOnce() (serial.Port, string, error) {
 	if p.cfg.USB != nil {
 		var err error
 		if path, err = Find(*p.cfg.USB); err != nil {
+			p.releaseIfMissing(err)
 			return nil, "", err
 		}
 	}
 	if err := p.ensureLock(path); err != nil {
+		p.releaseIfMissing(err)
 		return nil, path, err
 	}
 	sp, err := serial.Open(path, p.mode)
 	if err != nil {
-		return nil, path, classify(path, err)
+		err = classify(path, err)
+		p.releaseIfMissing(err)
+		return nil, path, err
 	}
 	if err := sp.SetReadTimeout(readTick); err != nil {
 		_ = sp.Close()

@@ -275,3 +275,57 @@ func TestRacingOpensOneWins(t *testing.T) {
 		won[0].Close()
 	}
 }
+
+// TestWaitingForAVanishedDeviceHoldsNoLock: a port waiting for its device to come back holds no
+// lock on the node it had. Once that node is gone its number goes to the next device to appear
+// (another adapter, another simulator's pseudo-terminal), whose user must be able to open it.
+func TestWaitingForAVanishedDeviceHoldsNoLock(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "console")
+	m, path, closeSlave := newPty(t)
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	p := openPort(t, Config{Port: link, Reopen: hangGuard})
+	closeSlave()
+	lockFile := filepath.Join(LockDir, "hil-port"+strings.ReplaceAll(path, "/", "_")+".lock")
+	if l, err := lockfile.Acquire(lockFile); err == nil {
+		l.Release()
+		t.Fatal("the lock of an open port could be taken")
+	}
+
+	// The device leaves the bus: its name first, then its node. A pending Read starts waiting.
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := p.Read(make([]byte, 1))
+		readErr <- err
+	}()
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	deadline := time.Now().Add(hangGuard)
+	for {
+		l, err := lockfile.Acquire(lockFile)
+		if err == nil {
+			l.Release()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the port still holds the lock of %s, which is gone: %v", path, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(LockDir, "LCK.."+filepath.Base(path))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("LCK file of the gone node: %v, want removed", err)
+	}
+	select {
+	case err := <-readErr:
+		t.Fatalf("Read ended while the port waits for its device: %v", err)
+	default:
+	}
+	p.Close()
+	if err := <-readErr; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close: %v, want net.ErrClosed", err)
+	}
+}

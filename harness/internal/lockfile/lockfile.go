@@ -78,7 +78,13 @@ func Acquire(path string) (*Lock, error) {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, &HeldError{Path: path, Holder: readHolder(path)}
+				h := readHolder(path)
+				if h.PID == 0 && attempt < 3 {
+					// No holder wrote itself within readHolder's wait: most likely it was
+					// releasing (Release empties the file first), so the lock may be free now.
+					continue
+				}
+				return nil, &HeldError{Path: path, Holder: h}
 			}
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}

@@ -325,6 +325,8 @@ func (m *Module) Close() error {
 		m.txMu.Lock() // a re-enumeration (reenum.go) swaps them under txMu
 		am, as := m.am, m.as
 		m.txMu.Unlock()
+		// Off the bus: the stable name goes before the pseudo-terminal's number is free again.
+		_ = os.Remove(m.PortPath())
 		am.Close()
 		m.wg.Wait()
 		as.Close()

@@ -269,6 +269,10 @@ func (d *Device) Close() error {
 		d.txMu.Lock() // a re-enumeration (reenum.go) swaps them under txMu
 		am, as := d.am, d.as
 		d.txMu.Unlock()
+		// The board leaves the bus: its stable name goes first (as /dev/serial/by-id/... does), so
+		// a harness still waiting for it finds nothing rather than the next pseudo-terminal to
+		// take this one's number.
+		_ = os.Remove(d.l.tty)
 		am.Close() // ends pumpIn
 		d.wg.Wait()
 		as.Close()
