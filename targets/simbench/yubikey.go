@@ -86,6 +86,9 @@ func StartVirtualYubiKey(ctx context.Context, dir, dakDir, addr string) (_ *Virt
 	}
 	admin := &yubikey.Admin{Reader: reader, AttestationRoots: []*x509.Certificate{v.Card.AttestationRoot()}}
 	serial := v.Card.Serial()
+	if err := waitVisible(ctx, admin, serial, 15*time.Second); err != nil {
+		return nil, fmt.Errorf("the virtual YubiKey at %s: %w", addr, err)
+	}
 	if st, err := admin.Status(ctx, serial); err == nil && hasCertificate(st, "9c") {
 		// A card from an earlier start keeps its DAK.
 	} else {
@@ -179,4 +182,30 @@ func (ca *devCA) issueCA(csr *x509.CertificateRequest) ([]byte, error) {
 
 func writePEM(path string, der []byte, mode os.FileMode) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), mode)
+}
+
+// waitVisible waits until a PC/SC client finds the card with serial. Powered is not yet visible:
+// pcscd may still be taking note of the card an earlier process unplugged from the same reader,
+// and a client connecting then is told there is no card.
+func waitVisible(ctx context.Context, admin *yubikey.Admin, serial uint32, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		cards, err := admin.List(ctx)
+		for _, c := range cards {
+			if c.Err == nil && c.Serial == serial {
+				return nil
+			}
+		}
+		if err == nil {
+			err = fmt.Errorf("no PC/SC client sees it (cards seen: %v)", cards)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not visible within %s: %w", limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
