@@ -88,10 +88,11 @@ func NewTranscript(w io.Writer, r *Redactor) *Transcript {
 	return t
 }
 
-// CreateTranscript creates (or truncates) the file at path and writes a
-// transcript to it; Close closes the file.
+// CreateTranscript writes a transcript to the file at path, after what the file holds already: a
+// device reopened in the same run (a soak's steps, a reflash) adds a session, with its own
+// "started" line, rather than erasing the night's earlier ones. Close closes the file.
 func CreateTranscript(path string, r *Redactor) (*Transcript, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("creating transcript: %w", err)
 	}

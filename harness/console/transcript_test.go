@@ -226,6 +226,20 @@ func TestCreateTranscript(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), `dut1 > "id\n"`) {
 		t.Errorf("file = %q, %v", b, err)
 	}
+	// The device reopened: a second session follows the first.
+	tr, err = CreateTranscript(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Record("dut1", Received, []byte("again\n"))
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	first, second := strings.Index(string(b), `dut1 > "id\n"`), strings.Index(string(b), `dut1 < "again\n"`)
+	if first < 0 || second < first || strings.Count(string(b), "# hilbench console transcript; started") != 2 {
+		t.Errorf("after a second session the file is %q; want both sessions, in order, each with its header", b)
+	}
 	if _, err := CreateTranscript(filepath.Join(path, "not-a-dir", "x"), nil); err == nil {
 		t.Error("CreateTranscript in a missing directory succeeded")
 	}
