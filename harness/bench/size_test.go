@@ -46,6 +46,11 @@ func TestLargeFileErrorLocated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("parses 4 MiB bench files")
 	}
+	if raceEnabled {
+		// One goroutine parsing: the race detector has nothing to find, and makes the five 4 MiB
+		// parses take 25 s of CPU. make test runs this package without -race as well.
+		t.Skip("parses 4 MiB bench files in one goroutine; run without -race (make test does)")
+	}
 	dir := benchDir(t)
 	for _, m := range bigMistakes {
 		t.Run(m.name, func(t *testing.T) {
