@@ -268,3 +268,32 @@ func TestReadChainWaitsForABootingDevice(t *testing.T) {
 		t.Fatalf("ReadChain on a booting device = %v, want ErrNoChain once it is up", err)
 	}
 }
+
+// TestRestartUnderACommandIsNamed: a device that restarts while a command runs (power lost, a
+// watchdog) never prints the command's end, only a new boot and a new prompt. The error says the
+// device restarted, not that the shell refused the line. The command here prints a boot banner
+// and replaces the shell with a new one, which is what the console sees of a reboot.
+func TestRestartUnderACommandIsNamed(t *testing.T) {
+	con := busybox(t)
+	cmds := acs.DefaultCommands
+	cmds.GetChain = "false"
+	cmds.GetCSR = "echo 'ace: dha: no DHA key' >&2; false"
+	cmds.KeyGen = "echo 'U-Boot SPL 2024.01 (Jan 08 2024)'; exec /bin/busybox sh -i"
+	d := acs.New(con, acs.Config{Name: "dut", DataDir: t.TempDir(), Commands: cmds, CommandTimeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := d.Provision(ctx, refusingIssuer{t}, device.Options{})
+	var se *device.StepError
+	if !errors.As(err, &se) || se.Step != acs.StepKeyGen || !errors.Is(err, console.ErrNoStatus) ||
+		!strings.Contains(err.Error(), "the device restarted while") {
+		t.Fatalf("err = %v, want key_gen failing because the device restarted", err)
+	}
+
+	// A line the shell refuses without any restart is still told apart.
+	cmds.KeyGen = "if then"
+	d = acs.New(con, acs.Config{Name: "dut", DataDir: t.TempDir(), Commands: cmds, CommandTimeout: 5 * time.Second})
+	_, err = d.Provision(ctx, refusingIssuer{t}, device.Options{})
+	if !errors.Is(err, console.ErrNoStatus) || strings.Contains(err.Error(), "restarted") {
+		t.Fatalf("err = %v, want the shell's refusal without a restart", err)
+	}
+}

@@ -69,6 +69,10 @@ func (d *Device) shell(ctx context.Context, step, cmd string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.CommandTimeout)
 	defer cancel()
 	res, err := d.con.Shell(ctx, cmd)
+	if errors.Is(err, console.ErrNoStatus) && d.cfg.RebootMarker.MatchString(res.Output) {
+		// The shell's prompt came without the command's end because a new shell printed it.
+		return "", d.fail(step, fmt.Errorf("the device restarted while %q ran (power lost, a watchdog, a crash): %w", cmd, err))
+	}
 	if err != nil {
 		return "", d.fail(step, err)
 	}
