@@ -23,7 +23,10 @@
 //     file LCK..<name> (pid as "%10d\n") that minicom and picocom honour; a
 //     live holder's LCK file blocks, a dead one's is replaced. A second opener
 //     fails at once with ErrInUse naming the holder's pid and command line.
-//     Close releases the lock and never hangs on the driver.
+//     Close releases the lock and never hangs on the driver. A port whose
+//     node vanished (the device left the bus) releases it too while it waits
+//     for the device: the node's number may go to another device, whose user
+//     must not be refused; the reopen locks whatever node it finds.
 //   - Find and Enumerate: USB lookup through go.bug.st/serial/enumerator.
 //     Enumerate is a variable so tests (and machines without a USB bus) can
 //     supply their own list. Find refuses ambiguity and, when nothing matches,

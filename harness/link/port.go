@@ -49,7 +49,7 @@ type Port struct {
 	mu   sync.Mutex // guards sp, path and lock
 	sp   serial.Port
 	path string
-	lock *portLock // the advisory lock of path's resolved node, held from Open to Close
+	lock *portLock // the advisory lock of path's resolved node: held while the node is there, from Open to Close
 
 	relock chan struct{} // one-slot lock: one goroutine reopens at a time
 	done   chan struct{} // closed by Close
