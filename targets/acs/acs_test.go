@@ -101,16 +101,23 @@ func TestUploadRefusesUnsafeBytes(t *testing.T) {
 	}
 }
 
-func TestFailingCommandNamesStatus(t *testing.T) {
-	con := busybox(t)
+// keyGenOnBusybox provisions a device on con that has no chain and no key, so the cycle reaches
+// key_gen, which runs keyGen; it returns Provision's error.
+func keyGenOnBusybox(t *testing.T, con *console.Console, keyGen string) error {
+	t.Helper()
 	cmds := acs.DefaultCommands
-	cmds.KeyGen = "echo secure element busy >&2; false"
+	cmds.KeyGen = keyGen
 	cmds.GetChain = "false"
 	cmds.GetCSR = "echo 'ace: dha: no DHA key' >&2; false"
 	d := acs.New(con, acs.Config{Name: "dut", DataDir: t.TempDir(), Commands: cmds, CommandTimeout: 5 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := d.Provision(ctx, refusingIssuer{t}, device.Options{})
+	return err
+}
+
+func TestFailingCommandNamesStatus(t *testing.T) {
+	err := keyGenOnBusybox(t, busybox(t), "echo secure element busy >&2; false")
 	var se *device.StepError
 	if !errors.As(err, &se) || se.Step != acs.StepKeyGen || !strings.Contains(err.Error(), "status 1") || !strings.Contains(err.Error(), "secure element busy") {
 		t.Fatalf("err = %v, want key_gen failing with status 1 and the device's message", err)
@@ -275,14 +282,7 @@ func TestReadChainWaitsForABootingDevice(t *testing.T) {
 // and replaces the shell with a new one, which is what the console sees of a reboot.
 func TestRestartUnderACommandIsNamed(t *testing.T) {
 	con := busybox(t)
-	cmds := acs.DefaultCommands
-	cmds.GetChain = "false"
-	cmds.GetCSR = "echo 'ace: dha: no DHA key' >&2; false"
-	cmds.KeyGen = "echo 'U-Boot SPL 2024.01 (Jan 08 2024)'; exec /bin/busybox sh -i"
-	d := acs.New(con, acs.Config{Name: "dut", DataDir: t.TempDir(), Commands: cmds, CommandTimeout: 5 * time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := d.Provision(ctx, refusingIssuer{t}, device.Options{})
+	err := keyGenOnBusybox(t, con, "echo 'U-Boot SPL 2024.01 (Jan 08 2024)'; exec /bin/busybox sh -i")
 	var se *device.StepError
 	if !errors.As(err, &se) || se.Step != acs.StepKeyGen || !errors.Is(err, console.ErrNoStatus) ||
 		!strings.Contains(err.Error(), "the device restarted while") {
@@ -290,9 +290,7 @@ func TestRestartUnderACommandIsNamed(t *testing.T) {
 	}
 
 	// A line the shell refuses without any restart is still told apart.
-	cmds.KeyGen = "if then"
-	d = acs.New(con, acs.Config{Name: "dut", DataDir: t.TempDir(), Commands: cmds, CommandTimeout: 5 * time.Second})
-	_, err = d.Provision(ctx, refusingIssuer{t}, device.Options{})
+	err = keyGenOnBusybox(t, con, "if then")
 	if !errors.Is(err, console.ErrNoStatus) || strings.Contains(err.Error(), "restarted") {
 		t.Fatalf("err = %v, want the shell's refusal without a restart", err)
 	}

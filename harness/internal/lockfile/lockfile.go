@@ -79,9 +79,10 @@ func Acquire(path string) (*Lock, error) {
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
 				h := readHolder(path)
-				if h.PID == 0 && attempt < 3 {
+				if h.PID == 0 && attempt == 0 {
 					// No holder wrote itself within readHolder's wait: most likely it was
 					// releasing (Release empties the file first), so the lock may be free now.
+					// Once only: another user's holder cannot write itself at all.
 					continue
 				}
 				return nil, &HeldError{Path: path, Holder: h}
